@@ -37,6 +37,7 @@ setup(
     entry_points={
         'console_scripts': [
             'diffmsm = diffmsm_ros.cli.main:main',
+            'diffmsm_node = diffmsm_ros.nodes.diffmsm_node:main',
         ],
     },
 )

@@ -4,9 +4,9 @@ from chain_model import CHAIN_XML, write_chain
 from diffmsm_ros.files import mjcf, modelfile
 from diffmsm_ros.model import dynamics, integrators, skeleton
 from diffmsm_ros.model.dynamics import Inputs, State
+from diffmsm_ros.session.mujoco_sim import MujocoOracle
 import jax.numpy as jnp
 import mujoco
-from mujoco_oracle import MujocoOracle
 import numpy as np
 import pytest
 

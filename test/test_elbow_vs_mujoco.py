@@ -3,9 +3,9 @@
 from diffmsm_ros.model import dynamics, integrators
 from diffmsm_ros.model.dynamics import Inputs, State
 from diffmsm_ros.session import synth
+from diffmsm_ros.session.mujoco_sim import MujocoOracle
 import jax
 import jax.numpy as jnp
-from mujoco_oracle import MujocoOracle
 import numpy as np
 import pytest
 
@@ -58,7 +58,7 @@ def test_torque_and_acceleration_along_mujoco_trajectory(setting):
 def test_closed_and_open_loop_joint_angles(setting):
     model, _, run, (u, q_ref, qd_ref, controller) = setting
     state0 = State(jnp.asarray(q_ref[0]), jnp.asarray(qd_ref[0]), jnp.asarray(u[0]))
-    states, _, _ = jax.jit(synth.closed_loop, static_argnums=(2,))(
+    states, _, _, _ = jax.jit(synth.closed_loop, static_argnums=(2,))(
         model, model, controller, state0, jnp.asarray(u), jnp.asarray(q_ref),
         jnp.asarray(qd_ref))
     closed = np.abs(np.asarray(states.q) - run.q).max()

@@ -12,9 +12,9 @@ class UserError(Exception):
 
 
 def enable_x64():
-    """Run the identifier path in float64 (enabled once, before any tracing)."""
-    import jax
-    jax.config.update('jax_enable_x64', True)
+    """Run in float64 (enabled once, before any tracing) with a persistent JIT cache."""
+    from diffmsm_ros.jax_setup import configure
+    configure()
 
 
 def load_template(spec):
@@ -79,3 +79,93 @@ def demo(args):
     bag, session = record.record(template, bag_dir, args.duration or 60.0, seed=1,
                                  perturb=0.1)
     print_session_summary(template, session, bag, time.monotonic() - started)
+
+
+def load_settings(path):
+    from diffmsm_ros import settings
+    try:
+        return settings.load_file(path) if path else settings.defaults()
+    except settings.SettingsError as err:
+        raise UserError(str(err)) from None
+
+
+def joint_names(values, model):
+    """Names to read from joint_states, in model joint order."""
+    names = [n for n in values['joints'] if n]
+    if not names:
+        return list(model.joint_names)
+    if len(names) != model.n_joints:
+        raise UserError(f'joints lists {len(names)} names; the model has {model.n_joints} '
+                        f'joints {list(model.joint_names)}')
+    return names
+
+
+def emg_channels(values, model):
+    from diffmsm_ros import settings
+    channels = list(values['emg.channels'])
+    if channels == [''] or not channels:
+        channels = list(model.muscle_names)
+    try:
+        settings.channel_map(values, model.muscle_names)
+    except settings.SettingsError as err:
+        raise UserError(str(err)) from None
+    return channels
+
+
+def identify(args):
+    enable_x64()
+    from diffmsm_ros.files import bags, modelfile
+    from diffmsm_ros.identify import offline, params
+    values = load_settings(args.params_file)
+    template = load_template(args.template or values['model.template'])
+    model = template.model
+    if not os.path.isdir(args.bag) and not os.path.isfile(args.bag):
+        raise UserError(f'no bag at {args.bag}')
+    rate = values['emg.sample_rate']
+    if not args.params_file:
+        inferred = bags.infer_emg_rate(args.bag)
+        if inferred:
+            rate = values['emg.sample_rate'] = round(inferred, 3)
+    try:
+        recording = bags.load_recording(args.bag, joint_names(values, model), rate,
+                                        emg_channels(values, model))
+    except Exception as err:  # noqa: B902 - rosbags raises many kinds; report them plainly
+        raise UserError(f'cannot read {args.bag}: {err}') from None
+    started = time.monotonic()
+    sf, history, info = offline.identify_recording(template, recording, values,
+                                                   progress=not args.quiet, period=args.period)
+    elapsed = time.monotonic() - started
+    path = modelfile.save_atomic(sf, args.out)
+    duration = recording.joint_t[-1] - recording.joint_t[0]
+    space = info['problem'].space
+    accepted = int(np.sum(history.accepted))
+    print(f'identified {duration:.1f} s of session in {elapsed:.1f} s '
+          f'({duration / max(elapsed, 1e-9):.1f}x real time); {accepted} of '
+          f'{len(history.accepted)} online updates accepted; wrote {path}')
+    truth = None
+    if args.truth:
+        truth = modelfile.load(args.truth)
+    template_theta = params.values(model, space)
+    theta = params.values(sf.model, space)
+    truth_theta = params.values(truth.model, space) if truth else None
+    print(f'{"parameter":42s} {"template":>12s} {"identified":>12s} {"1-sigma":>10s}'
+          + (f' {"truth":>12s} {"error %":>9s}' if truth else ''))
+    for k, label in enumerate(space.labels()):
+        line = (f'{label:42s} {template_theta[k]:12.6g} {theta[k]:12.6g} '
+                f'{info["analysis"].std[k]:10.3g}')
+        if truth:
+            err = 100 * (theta[k] - truth_theta[k]) / abs(truth_theta[k])
+            line += f' {truth_theta[k]:12.6g} {err:9.4f}'
+        print(line)
+    for warning in sf.identification.get('warnings', []):
+        print(f'warning: {warning}')
+    if args.report:
+        from diffmsm_ros.identify import report
+        notes = [f'session {duration:.1f} s, identified in {elapsed:.1f} s',
+                 f'{accepted} of {len(history.accepted)} online updates accepted',
+                 f'update compute time median {np.median(history.seconds) * 1e3:.0f} ms, '
+                 f'max {np.max(history.seconds) * 1e3:.0f} ms']
+        notes += [f'warning: {w}' for w in sf.identification.get('warnings', [])]
+        paths = report.write_report(args.report, model, sf.model, info['window'], info['grid'],
+                                    history, space, info['analysis'].std, notes, truth_theta)
+        print(f'report: {", ".join(paths)}')

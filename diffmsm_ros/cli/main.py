@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from diffmsm_ros.cli import commands
+from diffmsm_ros.cli import commands, demo, live
 
 
 def build_parser():
@@ -17,7 +17,7 @@ def build_parser():
     p.add_argument('--out', default='demo_output', help='folder for the bag, model and report')
     p.add_argument('--duration', type=float, default=None, help='session length (s)')
     p.add_argument('--rate', type=float, default=None, help='replay speed factor')
-    p.set_defaults(func=commands.demo)
+    p.set_defaults(func=demo.demo)
 
     p = sub.add_parser('simulate', help='write a synthetic session (rosbag2 + truth.yaml)')
     p.add_argument('--template', default='elbow')
@@ -36,6 +36,34 @@ def build_parser():
     p.add_argument('--out', required=True)
     p.set_defaults(func=commands.import_model)
 
+    p = sub.add_parser('identify', help='offline identification of a recorded session')
+    p.add_argument('bag')
+    p.add_argument('--template', default=None, help='default: model.template of the '
+                   'params file, else elbow')
+    p.add_argument('--out', required=True, help='identified model (YAML)')
+    p.add_argument('--params-file', default=None, help='ROS 2 parameters file of the node')
+    p.add_argument('--report', default=None, help='folder for plots and a summary')
+    p.add_argument('--truth', default=None, help='truth.yaml to compare against')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--period', type=float, default=None,
+                   help='session seconds between online updates (default: window minus '
+                   'hold-out; use identification.period to replay exactly what the node does)')
+    p.set_defaults(func=commands.identify)
+
+    p = sub.add_parser('run', help='start the diffmsm node in this process')
+    p.add_argument('--params-file', default=None, help='ROS 2 parameters file')
+    p.add_argument('--use-sim-time', action='store_true', help='follow /clock')
+    p.add_argument('--log-level', default=None, help='debug, info, warn, error')
+    p.add_argument('--namespace', default=None)
+    p.set_defaults(func=live.run)
+
+    p = sub.add_parser('replay', help='publish a bag with /clock')
+    p.add_argument('bag')
+    p.add_argument('--rate', type=float, default=1.0, help='speed factor (2 = twice as fast)')
+    p.add_argument('--loop', action='store_true', help='start over at the end')
+    p.add_argument('--topics', nargs='*', default=None, help='only these topics')
+    p.add_argument('--no-clock', action='store_true', help='do not publish /clock')
+    p.set_defaults(func=live.replay)
     return parser
 
 

@@ -38,6 +38,13 @@ class EnvelopeFilter:
     def channels(self):
         return self.mvc.shape[0]
 
+    @property
+    def delay(self):
+        """Low-frequency group delay of the envelope low-pass (s): how late envelopes are."""
+        b, a = signal.sos2tf(self.sos_low)
+        _, gd = signal.group_delay((b, a), w=[0.5], fs=self.sample_rate)
+        return float(gd[0]) / self.sample_rate
+
     def reset(self):
         """Forget the filter state (a new stream begins)."""
         c = self.channels

@@ -88,16 +88,18 @@ def bag_summary(path):
 class Recording:
     """Encoder and EMG samples of a session, matched to model joints and EMG channels."""
 
-    joint_t: np.ndarray     # [N] s, header stamps
+    joint_t: np.ndarray     # [N] s, header stamps minus t_ref
     position: np.ndarray    # [N, n_joints] rad
     velocity: np.ndarray    # [N, n_joints] rad/s (NaN where absent)
     effort: np.ndarray      # [N, n_joints] N m exo torque (0 where absent)
-    emg_t: np.ndarray       # [S] s
+    emg_t: np.ndarray       # [S] s, minus t_ref
     emg: np.ndarray         # [S, C]
+    t_ref: int = 0          # s: whole seconds subtracted from every time (float precision)
 
 
-def stamp_seconds(header):
-    return header.stamp.sec + 1e-9 * header.stamp.nanosec
+def stamp_seconds(header, t_ref=0):
+    """Header stamp in seconds after ``t_ref`` (whole seconds), without losing precision."""
+    return (header.stamp.sec - t_ref) + 1e-9 * header.stamp.nanosec
 
 
 def load_recording(path, joints, emg_rate, emg_channels, joint_topic='/joint_states',
@@ -111,13 +113,16 @@ def load_recording(path, joints, emg_rate, emg_channels, joint_topic='/joint_sta
     """
     jt, pos, vel, eff = [], [], [], []
     et, ev = [], []
+    t_ref = None
     for topic, msgtype, time_ns, msg in read_bag(path, {joint_topic, emg_topic}):
+        if t_ref is None:
+            t_ref = int(time_ns // 1_000_000_000) - 1
         if topic == joint_topic:
             index = {n: i for i, n in enumerate(msg.name)}
             if any(j not in index for j in joints):
                 continue
             rows = [index[j] for j in joints]
-            jt.append(stamp_seconds(msg.header))
+            jt.append(stamp_seconds(msg.header, t_ref))
             pos.append(np.asarray(msg.position)[rows])
             vel.append(np.asarray(msg.velocity)[rows] if len(msg.velocity) == len(msg.name)
                        else np.full(len(rows), np.nan))
@@ -129,18 +134,35 @@ def load_recording(path, joints, emg_rate, emg_channels, joint_topic='/joint_sta
             if data.size == 0 or data.size % channels:
                 continue
             chunk = data.reshape(-1, channels)
-            end = time_ns * 1e-9
+            end = (time_ns - t_ref * 1_000_000_000) * 1e-9
             et.append(end - np.arange(chunk.shape[0])[::-1] / emg_rate)
             ev.append(chunk)
         elif msgtype == JOINT_STATE:
             index = {n: i for i, n in enumerate(msg.name)}
             if any(c and c not in index for c in emg_channels):
                 continue
-            et.append(np.array([stamp_seconds(msg.header)]))
+            et.append(np.array([stamp_seconds(msg.header, t_ref)]))
             ev.append(np.array([[msg.position[index[c]] if c else 0.0 for c in emg_channels]]))
     if not jt:
         raise ValueError(f'{path}: no {joint_topic} messages with joints {list(joints)}')
     if not et:
         raise ValueError(f'{path}: no usable {emg_topic} messages')
     return Recording(np.array(jt), np.array(pos), np.array(vel), np.array(eff),
-                     np.concatenate(et), np.concatenate(ev))
+                     np.concatenate(et), np.concatenate(ev), t_ref)
+
+
+def infer_emg_rate(path, emg_topic='/emg', limit=200):
+    """EMG sample rate (Hz) of Float64MultiArray chunks: samples per message / interval."""
+    times, sizes = [], []
+    for _, msgtype, time_ns, msg in read_bag(path, {emg_topic}):
+        if msgtype != FLOAT_ARRAY:
+            return None
+        dims = list(msg.layout.dim)
+        sizes.append(dims[0].size if dims else 1)
+        times.append(time_ns * 1e-9)
+        if len(times) >= limit:
+            break
+    if len(times) < 3:
+        return None
+    dt = np.diff(times)
+    return float(np.median(np.asarray(sizes[1:]) / np.maximum(dt, 1e-9)))

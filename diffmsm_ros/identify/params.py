@@ -1,13 +1,24 @@
 """
 The parameters being identified: selection, normalised space, bounds, model update.
 
-Each parameter is one scalar: (section, name, field, component).  In the normalised space
-z, positive quantities use z = log(theta / theta_ref) and signed ones
-z = (theta - theta_ref) / scale, so that z ~ 0.1 means "about 10 % off" for every kind.
+Each parameter is one scalar: (section, name, field, component).  The solver works in
+normalised coordinates z where z ~ 0.1 means "about 10 % off" for every kind: positive
+quantities use log(c / c_ref), signed ones (c - c_ref) / scale.  Two groups are moved in
+coordinates that match what the motion actually determines:
+
+- a tendon slack length by the muscle's normalised fibre length at a reference
+  muscle-tendon length l_ref (its length at mid joint range),
+  L_ref = (l_ref - tendon_slack_length) / optimal_fiber_length, so that changing the
+  optimal fibre length keeps the operating point on the force-length curve;
+- a segment whose mass, centre of mass and inertia are all selected by its barycentric
+  parameters (mass, first moment m c, inertia about the segment frame origin), in which the
+  equations of motion are linear; single-hinge combinations the data cannot separate then
+  stay aligned with coordinates the prior holds.
 """
 
 import dataclasses
 
+from diffmsm_ros.model import dynamics
 from diffmsm_ros.model.muscles import HILL_FIELDS
 import jax.numpy as jnp
 import numpy as np
@@ -45,14 +56,16 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class ParamSpace:
-    """Selected parameters with reference values, scales and bounds (all numpy [P])."""
+    """Selected parameters with coordinate references, scales and z bounds (numpy [P])."""
 
     entries: tuple
-    reference: np.ndarray
+    reference: np.ndarray  # coordinate values at z = 0
     scale: np.ndarray
     log: np.ndarray        # bool: log transform
     lower: np.ndarray      # bounds in z
     upper: np.ndarray
+    tendons: tuple = ()    # (k_tsl, k_l0 or -1, fixed l0, l_ref, lo, hi) per slack length
+    segments: tuple = ()   # (k_mass, (k_com x3), (k_inertia x6)) per barycentric segment
 
     @property
     def size(self):
@@ -61,20 +74,70 @@ class ParamSpace:
     def labels(self):
         return [e.label for e in self.entries]
 
-    def to_z(self, theta):
-        theta = jnp.asarray(theta)
-        return jnp.where(self.log, jnp.log(jnp.abs(theta) / self.reference),
-                         (theta - self.reference) / self.scale)
-
     def from_z(self, z):
+        """Parameter values (SI) of normalised coordinates."""
         z = jnp.asarray(z)
-        return jnp.where(self.log, self.reference * jnp.exp(z), self.reference + self.scale * z)
+        c = jnp.where(self.log, self.reference * jnp.exp(z), self.reference + self.scale * z)
+        theta = c
+        for k, k_l0, l0_fixed, l_ref, _, _ in self.tendons:
+            l0 = c[k_l0] if k_l0 >= 0 else l0_fixed
+            theta = theta.at[k].set(l_ref - c[k] * l0)
+        for k_m, k_c, k_i in self.segments:
+            mass = c[k_m]
+            com = c[jnp.array(k_c)] / mass
+            inertia = c[jnp.array(k_i)] - mass * _parallel_axis(com)
+            theta = theta.at[jnp.array(k_c)].set(com).at[jnp.array(k_i)].set(inertia)
+        return theta
+
+    def to_z(self, theta):
+        """Normalised coordinates of parameter values (SI)."""
+        theta = jnp.asarray(theta)
+        c = theta
+        for k, k_l0, l0_fixed, l_ref, _, _ in self.tendons:
+            l0 = theta[k_l0] if k_l0 >= 0 else l0_fixed
+            c = c.at[k].set((l_ref - theta[k]) / l0)
+        for k_m, k_c, k_i in self.segments:
+            mass = theta[k_m]
+            com = theta[jnp.array(k_c)]
+            c = c.at[jnp.array(k_c)].set(mass * com)
+            c = c.at[jnp.array(k_i)].set(theta[jnp.array(k_i)] + mass * _parallel_axis(com))
+        return jnp.where(self.log, jnp.log(jnp.abs(c) / self.reference),
+                         (c - self.reference) / self.scale)
 
     def clip(self, z):
         return jnp.clip(z, self.lower, self.upper)
 
+    def project(self, z):
+        """
+        Clip z (numpy) into its box, then each coupled slack length into its bounds (m).
+
+        The box of a slack-length coordinate holds at the template's optimal fibre length
+        only; with another fibre length the slack length itself is clamped.
+        """
+        z = np.clip(np.asarray(z, dtype=float), self.lower, self.upper)
+        for k, k_l0, l0_fixed, l_ref, lo, hi in self.tendons:
+            l0 = self.reference[k_l0] * np.exp(z[k_l0]) if k_l0 >= 0 else l0_fixed
+            c_lo, c_hi = (l_ref - hi) / l0, (l_ref - lo) / l0
+            c = np.clip(self.reference[k] + self.scale[k] * z[k], c_lo, c_hi)
+            z[k] = (c - self.reference[k]) / self.scale[k]
+        return z
+
+    def slack_ok(self, k_t, c, l0):
+        """Whether slack coordinate values c (with fibre lengths l0, m) are in bounds."""
+        for k, _, _, l_ref, lo, hi in self.tendons:
+            if k == k_t:
+                tsl = l_ref - np.asarray(c) * np.asarray(l0)
+                return (tsl >= lo) & (tsl <= hi)
+        return np.ones(np.broadcast(np.asarray(c), np.asarray(l0)).shape, dtype=bool)
+
     def mask(self, predicate):
         return np.array([bool(predicate(e)) for e in self.entries])
+
+
+def _parallel_axis(com):
+    """m-free parallel-axis term |c|^2 E - c c^T as (xx yy zz xy xz yz)."""
+    x, y, z = com[0], com[1], com[2]
+    return jnp.stack([y * y + z * z, x * x + z * z, x * x + y * y, -x * y, -x * z, -y * z])
 
 
 def _section_arrays(model, section):
@@ -123,9 +186,6 @@ def _parse_selection(model, selection):
 
 
 def _scale(model, entry, ref):
-    if entry.field == 'tendon_slack_length':
-        l0 = value_of(model, Entry('muscles', entry.name, 'optimal_fiber_length'))
-        return 0.1 * max(abs(ref), l0)
     if entry.field == 'com':
         return 0.01
     if entry.field == 'inertia':
@@ -137,29 +197,81 @@ def _scale(model, entry, ref):
     return 0.1 * max(abs(ref), 1e-2)
 
 
+def _bound_pair(bounds, e):
+    pair = bounds.get(e.section, {}).get(e.name, {}).get(e.field)
+    if pair is not None and e.component >= 0:
+        pair = pair[e.component]
+    return pair if pair is not None else (-np.inf, np.inf)
+
+
+def _z_bounds(value, pair, log, scale):
+    lo, hi = pair
+    if log:
+        return (np.log(lo / value) if lo > 0 else -np.inf,
+                np.log(hi / value) if np.isfinite(hi) else np.inf)
+    return (lo - value) / scale, (hi - value) / scale
+
+
 def make_space(model, bounds, selection=None):
     """Parameter space around ``model``'s values, with ``bounds`` (section/name/field)."""
     entries = _parse_selection(model, selection or DEFAULT_SELECTION)
-    ref, scale, log, lo, hi = [], [], [], [], []
-    for e in entries:
-        v = value_of(model, e)
+    index = {(e.section, e.name, e.field, e.component): k for k, e in enumerate(entries)}
+    q_mid = np.asarray(model.skeleton.joint_range).mean(axis=1)
+    l_mid = np.asarray(dynamics.muscle_lengths(model, jnp.asarray(q_mid)))
+    size = len(entries)
+    ref = np.array([value_of(model, e) for e in entries])
+    scale = np.ones(size)
+    log = np.zeros(size, dtype=bool)
+    lower = np.full(size, -np.inf)
+    upper = np.full(size, np.inf)
+    done = np.zeros(size, dtype=bool)
+    tendons, segments = [], []
+    sk = model.skeleton
+    for name in sk.segment_names:
+        k_m = index.get(('segments', name, 'mass', -1))
+        k_c = [index.get(('segments', name, 'com', i)) for i in range(3)]
+        k_i = [index.get(('segments', name, 'inertia', i)) for i in range(6)]
+        if k_m is None or None in k_c or None in k_i:
+            continue
+        i = sk.segment_names.index(name)
+        mass = float(np.asarray(sk.mass)[i])
+        com = np.asarray(sk.com)[i]
+        origin = np.asarray(sk.inertia)[i] + mass * np.asarray(_parallel_axis(com))
+        diag = float(np.max(origin[:3]))
+        ref[k_m], log[k_m] = mass, True
+        lower[k_m], upper[k_m] = _z_bounds(mass, _bound_pair(bounds, entries[k_m]), True, 1.0)
+        reach = 0.1 * mass * max(float(np.max(np.abs(com))), 0.01)
+        for j, k in enumerate(k_c):
+            ref[k], scale[k] = mass * com[j], reach          # 10 % of the com distance
+            lower[k], upper[k] = -20.0, 20.0
+        for j, k in enumerate(k_i):
+            ref[k], scale[k] = origin[j], 0.1 * diag
+            lower[k], upper[k] = (-9.0, 90.0) if j < 3 else (-10.0, 10.0)
+        done[[k_m] + k_c + k_i] = True
+        segments.append((k_m, tuple(k_c), tuple(k_i)))
+    for k, e in enumerate(entries):
+        if done[k]:
+            continue
+        v = ref[k]
+        if e.field == 'tendon_slack_length':
+            m = model.muscles.names.index(e.name)
+            k_l0 = index.get(('muscles', e.name, 'optimal_fiber_length', -1), -1)
+            l0 = float(np.asarray(model.muscles.optimal_fiber_length)[m])
+            l_ref = float(l_mid[m])
+            # z = 0.1 moves the slack length by about 10 % of itself (or of L0 if larger)
+            step = 0.1 * max(abs(v), l0) / l0
+            ref[k], scale[k] = (l_ref - v) / l0, step
+            lo, hi = _bound_pair(bounds, e)
+            lower[k] = ((l_ref - hi) / l0 - ref[k]) / step
+            upper[k] = ((l_ref - lo) / l0 - ref[k]) / step
+            tendons.append((k, k_l0, l0, l_ref, lo, hi))
+            continue
         positive = (e.field in POSITIVE or (e.field == 'inertia' and e.component < 3)) and v > 0
-        pair = bounds.get(e.section, {}).get(e.name, {}).get(e.field)
-        if pair is not None and e.component >= 0:
-            pair = pair[e.component]
-        b_lo, b_hi = pair if pair is not None else (-np.inf, np.inf)
-        ref.append(v)
-        log.append(positive)
-        s = 1.0 if positive else _scale(model, e, v)
-        scale.append(s)
-        if positive:
-            lo.append(np.log(b_lo / v) if b_lo > 0 else -np.inf)
-            hi.append(np.log(b_hi / v) if np.isfinite(b_hi) else np.inf)
-        else:
-            lo.append((b_lo - v) / s)
-            hi.append((b_hi - v) / s)
-    return ParamSpace(entries, np.array(ref), np.array(scale), np.array(log),
-                      np.array(lo), np.array(hi))
+        log[k] = positive
+        scale[k] = 1.0 if positive else _scale(model, e, v)
+        lower[k], upper[k] = _z_bounds(v, _bound_pair(bounds, e), positive, scale[k])
+    return ParamSpace(tuple(entries), ref, scale, log, lower, upper, tuple(tendons),
+                      tuple(segments))
 
 
 def _groups(space):

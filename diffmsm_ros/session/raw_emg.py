@@ -2,17 +2,22 @@
 Synthetic raw surface EMG whose rectified envelope is a given excitation.
 
 Each channel is band-limited (20-450 Hz) Gaussian noise of unit standard deviation,
-amplitude-modulated by ``amplitude * u(t)``.  Its mean rectified value is
-``amplitude * u * sqrt(2/pi)``, which is therefore the channel's MVC value.
+amplitude-modulated by ``amplitude * u(t)``.  Its MVC value, as for a real subject, is what
+the node's own envelope pipeline reads at full excitation (``calibrate_mvc``).
 """
 
 import numpy as np
 from scipy import signal
 
 
-def mvc_value(amplitude):
-    """Envelope (V) of a channel at full excitation."""
-    return amplitude * np.sqrt(2.0 / np.pi)
+def calibrate_mvc(amplitude, sample_rate, seconds=20.0, seed=12345, **filter_options):
+    """Mean envelope (V) the node's filter gives at full excitation (an MVC trial)."""
+    from diffmsm_ros.emg.envelope import EnvelopeFilter
+    t = np.arange(int(seconds * 500)) / 500.0
+    raw, _ = synthesize(t, np.ones((len(t), 1)), sample_rate, np.random.default_rng(seed),
+                        amplitude)
+    env = EnvelopeFilter(sample_rate, [1.0], **filter_options).process(raw)
+    return float(np.mean(env[int(2 * sample_rate):, 0]))
 
 
 def synthesize(t_model, u, sample_rate, rng, amplitude=1e-3, band=(20.0, 450.0)):

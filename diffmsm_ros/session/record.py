@@ -54,7 +54,7 @@ def record(template, out_dir, duration=60.0, seed=0, perturb=0.1, emg='envelope'
     mvc = [1.0] * truth.model.n_muscles
     if emg == 'raw':
         raw = raw_emg.synthesize(session.t, session.u, RAW_RATE, rng, RAW_AMPLITUDE)
-        mvc = [float(raw_emg.mvc_value(RAW_AMPLITUDE))] * truth.model.n_muscles
+        mvc = [raw_emg.calibrate_mvc(RAW_AMPLITUDE, RAW_RATE)] * truth.model.n_muscles
     msgs, rate = session_messages(truth.model, session, emg, raw, noise, rng)
     os.makedirs(out_dir, exist_ok=True)
     bags.write_bag(bag_path, msgs, storage)
@@ -68,3 +68,11 @@ def record(template, out_dir, duration=60.0, seed=0, perturb=0.1, emg='envelope'
         'template': template.model.name}
     modelfile.save_atomic(truth, os.path.join(out_dir, 'truth.yaml'))
     return bag_path, session
+
+
+def recording_from_session(session, with_velocity=True):
+    """Return the arrays a bag of this session would give (envelope EMG at the model rate)."""
+    velocity = session.qd if with_velocity else np.full_like(session.q, np.nan)
+    return bags.Recording(joint_t=session.t.copy(), position=session.q.copy(),
+                          velocity=velocity.copy(), effort=session.tau_exo.copy(),
+                          emg_t=session.t.copy(), emg=session.u.copy())

@@ -19,12 +19,21 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class ExoController:
-    """PD tracking (N m/rad, N m s/rad) with gravity compensation, saturated at tau_max."""
+    """
+    Who keeps the joint on the therapy trajectory.
+
+    The exoskeleton: PD tracking (N m/rad, N m s/rad) with gravity compensation, saturated
+    at tau_max.  With ``exo_on`` false it applies no torque and the subject tracks the
+    trajectory voluntarily instead: excitations get a feedback term (per N m of PD demand)
+    on the muscles that pull the right way.
+    """
 
     kp: float = 60.0
     kd: float = 3.5
     tau_max: float = 40.0
     gravity_compensation: bool = True
+    exo_on: bool = True
+    voluntary: float = 0.02    # excitation per N m of tracking demand when the exo is off
 
 
 @dataclasses.dataclass
@@ -72,7 +81,7 @@ def excitations(model, t, rng, level=1.0, u_min=0.001):
     drives = np.clip(smooth_noise(t, 2, 0.1, 1.2, rng), 0, None)
     own = 0.5 + 0.5 * smooth_noise(t, nm, 0.1, 2.0, rng)
     group = np.where(flex[None, :], drives[:, :1], drives[:, 1:2])
-    u = level * (0.02 + 0.12 * shared[:, None] + 0.3 * group + 0.12 * own)
+    u = level * (0.02 + 0.1 * shared[:, None] + 0.25 * group + 0.3 * own ** 2)
     return np.clip(u, u_min, 1.0)
 
 
@@ -99,24 +108,38 @@ def exo_torque(model, controller, q, qd, q_ref, qd_ref):
     return jnp.clip(tau, -controller.tau_max, controller.tau_max)
 
 
+def control(model, exo_model, controller, q, qd, q_ref, qd_ref, u_base):
+    """Exoskeleton torque (N m) and the excitations actually sent to the muscles."""
+    demand = exo_torque(exo_model, controller, q, qd, q_ref, qd_ref)
+    if controller.exo_on:
+        return demand, u_base
+    arm = dynamics.moment_arms(model, q)                          # [nm, nq]
+    pull = -arm / (jnp.max(jnp.abs(arm)) + 1e-12)                 # > 0: raises q
+    u = jnp.clip(u_base + controller.voluntary * (pull @ demand), 0.001, 1.0)
+    return jnp.zeros_like(demand), u
+
+
 def closed_loop(model, exo_model, controller, state0, u, q_ref, qd_ref, method='euler'):
     """
-    Roll out the subject under the exoskeleton; returns per-step states and exo torque.
+    Roll out the subject under the exoskeleton; returns states, exo torque, muscle torque.
 
-    ``exo_model`` is what the exoskeleton believes (gravity compensation uses it).
+    ``exo_model`` is what the exoskeleton believes (gravity compensation uses it).  The
+    returned states also carry the excitations actually applied (``states.a`` is activation;
+    see ``simulate`` for u).
     """
     step = integrators.STEPS[method]
     h = model.timestep
 
     def body(state, xs):
         u_k, qr_k, qdr_k = xs
-        tau = exo_torque(exo_model, controller, state.q, state.qd, qr_k, qdr_k)
+        tau, u_applied = control(model, exo_model, controller, state.q, state.qd, qr_k, qdr_k,
+                                 u_k)
         torque = dynamics.muscle_torque(model, state.q, state.qd, state.a)
-        nxt = step(model, state, Inputs(u_k, tau), h)
-        return nxt, (state, tau, torque)
+        nxt = step(model, state, Inputs(u_applied, tau), h)
+        return nxt, (state, tau, torque, u_applied)
 
-    _, (states, tau, torque) = jax.lax.scan(body, state0, (u, q_ref, qd_ref))
-    return states, tau, torque
+    _, (states, tau, torque, applied) = jax.lax.scan(body, state0, (u, q_ref, qd_ref))
+    return states, tau, torque, applied
 
 
 def simulate(truth, template, duration, seed, controller=ExoController(), level=1.0):
@@ -128,8 +151,8 @@ def simulate(truth, template, duration, seed, controller=ExoController(), level=
     q_ref, qd_ref = therapy_reference(truth, t, rng)
     state0 = State(jnp.asarray(q_ref[0]), jnp.asarray(qd_ref[0]), jnp.asarray(u[0]))
     run = jax.jit(closed_loop, static_argnums=(2,))
-    states, tau, torque = run(truth, template, controller, state0, jnp.asarray(u),
-                              jnp.asarray(q_ref), jnp.asarray(qd_ref))
+    states, tau, torque, applied = run(truth, template, controller, state0, jnp.asarray(u),
+                                       jnp.asarray(q_ref), jnp.asarray(qd_ref))
     return Session(t=t, q=np.asarray(states.q), qd=np.asarray(states.qd),
-                   a=np.asarray(states.a), u=u, tau_exo=np.asarray(tau),
+                   a=np.asarray(states.a), u=np.asarray(applied), tau_exo=np.asarray(tau),
                    tau_mus=np.asarray(torque), q_ref=q_ref)

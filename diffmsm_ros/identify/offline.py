@@ -1,0 +1,214 @@
+"""
+Offline identification of a recorded session with the node's own pipeline.
+
+The recording is fed, in time order and as fast as the machine allows, through the same
+EMG processing and the same OnlineIdentifier the node runs; then the parameters are refined
+once on the whole session (at most ``final_window`` seconds, the most recent).
+"""
+
+import dataclasses
+import sys
+import time
+
+from diffmsm_ros import settings as settings_mod
+from diffmsm_ros.emg.envelope import EnvelopeFilter
+from diffmsm_ros.identify import uncertainty
+from diffmsm_ros.identify.online import external_torque_rms, OnlineIdentifier, subject_file
+from diffmsm_ros.identify.window import from_arrays, resample, slice_window
+import numpy as np
+
+
+@dataclasses.dataclass
+class History:
+    """One row per update: session time, parameters, 1-sigma, outcome, compute time."""
+
+    time: list = dataclasses.field(default_factory=list)
+    theta: list = dataclasses.field(default_factory=list)
+    std: list = dataclasses.field(default_factory=list)
+    accepted: list = dataclasses.field(default_factory=list)
+    seconds: list = dataclasses.field(default_factory=list)
+    reason: list = dataclasses.field(default_factory=list)
+
+
+def excitations_from_recording(recording, values, muscle_names):
+    """
+    Muscle excitations [S, nm] and their times [S] (node's processing).
+
+    Raw EMG is filtered causally; envelope times are moved back by the low-pass group delay
+    (the lag the filter adds), so identification sees excitations where they happened.
+    """
+    index, count = settings_mod.channel_map(values, muscle_names)
+    emg = np.asarray(recording.emg, dtype=float)
+    if emg.shape[1] != count:
+        raise settings_mod.SettingsError(
+            f'the recording has {emg.shape[1]} EMG channels, emg.channels lists {count}')
+    times = np.asarray(recording.emg_t, dtype=float)
+    if values['emg.kind'] == 'raw':
+        filt = EnvelopeFilter(values['emg.sample_rate'], settings_mod.mvc_values(values, count),
+                              (values['emg.band_low'], values['emg.band_high']),
+                              values['emg.lowpass'])
+        emg = filt.process(emg)
+        times = times - filt.delay
+    return np.clip(emg[:, index], 0.0, 1.0), times
+
+
+class Progress:
+    """A one-line progress bar on stderr (session time, real-time factor)."""
+
+    def __init__(self, total, enabled=True, stream=sys.stderr):
+        self.total = max(total, 1e-9)
+        self.enabled = enabled and stream is not None
+        self.stream = stream
+        self.started = time.monotonic()
+        self.last = -1.0
+
+    def show(self, done, note=''):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2 and done < self.total:
+            return
+        self.last = now
+        frac = min(1.0, done / self.total)
+        bar = '#' * int(30 * frac) + '.' * (30 - int(30 * frac))
+        speed = done / max(now - self.started, 1e-9)
+        self.stream.write(f'\r[{bar}] {100 * frac:5.1f}% {done:7.1f}/{self.total:.1f} s '
+                          f'session, {speed:5.1f}x real time {note:30s}')
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write('\n')
+            self.stream.flush()
+
+
+def replay(ident, recording, excitations, period, progress=None, on_update=None, paced=False,
+           emg_t=None):
+    """
+    Feed a recording through an OnlineIdentifier, updating every ``period`` s of data.
+
+    ``paced`` emulates a live node whose worker thread cannot start an update before the
+    previous one finished: an update that took c seconds of compute delays the next one
+    until c seconds of session time have passed (no sleeping: the clock is the data).
+    """
+    jt = recording.joint_t
+    et = recording.emg_t if emg_t is None else emg_t
+    t0 = min(jt[0], et[0])
+    t_end = max(jt[-1], et[-1])
+    history = History()
+    i = j = 0
+    next_update = t0 + period
+    while True:
+        limit = min(next_update, t_end)
+        while i < len(jt) and jt[i] <= limit:
+            vel = recording.velocity[i]
+            ident.add_encoders(jt[i], recording.position[i],
+                               None if np.any(~np.isfinite(vel)) else vel,
+                               recording.effort[i])
+            i += 1
+        k = np.searchsorted(et, limit, side='right')
+        if k > j:
+            ident.add_excitations(et[j:k], excitations[j:k])
+            j = k
+        result = ident.update()
+        space = ident.problem.space
+        history.time.append(limit - t0)
+        history.theta.append(np.asarray(space.from_z(ident.z)))
+        history.std.append(None if ident.last_analysis is None else ident.last_analysis.std)
+        history.accepted.append(result.accepted)
+        history.seconds.append(result.seconds)
+        history.reason.append(result.reason)
+        if on_update is not None:
+            on_update(result, ident)
+        if progress is not None:
+            progress.show(limit - t0, result.reason)
+        if limit >= t_end:
+            break
+        next_update += period
+        if paced:
+            next_update = max(next_update, limit + result.seconds)
+    return history
+
+
+def session_window(recording, excitations, emg_t, model, history_steps, max_seconds):
+    """Return the whole (or the last ``max_seconds``) session on the model grid as a Window."""
+    h = model.timestep
+    t_lo = max(recording.joint_t[0], emg_t[0] + history_steps * h)
+    t_hi = min(recording.joint_t[-1], emg_t[-1])
+    t_lo = max(t_lo, t_hi - max_seconds)
+    grid = np.arange(np.ceil(t_lo / h), np.floor(t_hi / h) + 1) * h
+    q = resample(recording.joint_t, recording.position, grid)
+    vel = recording.velocity
+    qd = None if np.any(~np.isfinite(vel)) else resample(recording.joint_t, vel, grid)
+    tau = resample(recording.joint_t, recording.effort, grid)
+    emg_grid = np.concatenate([grid[0] - h * np.arange(history_steps, 0, -1), grid])
+    u = resample(emg_t, excitations, emg_grid, hold=True)
+    return from_arrays(q, tau, u, h, qd=qd, history=history_steps), grid
+
+
+def split_windows(win, steps, warmup):
+    """
+    Cut a long window into windows of ``steps`` samples (one compiled shape).
+
+    Consecutive windows overlap by the ``warmup`` samples that start each of them (weighted
+    0); the last one is aligned to the end and weights only samples not yet covered.
+    """
+    if win.length <= steps:
+        return [win]
+    stride = steps - warmup
+    starts = list(range(0, win.length - steps + 1, stride))
+    covered = starts[-1] + steps
+    out = []
+    for s in starts:
+        w = slice_window(win, s, steps)
+        weight = np.asarray(w.weight).copy()
+        weight[:warmup] = 0.0
+        out.append(dataclasses.replace(w, weight=weight))
+    if covered < win.length:
+        s = win.length - steps
+        w = slice_window(win, s, steps)
+        weight = np.asarray(w.weight).copy()
+        weight[:max(warmup, covered - s)] = 0.0
+        out.append(dataclasses.replace(w, weight=weight))
+    return out
+
+
+def identify_recording(template, recording, values, progress=True, final_window=120.0,
+                       on_update=None, period=None):
+    """
+    Identify a recorded session; returns (SubjectFile, History, final-fit info).
+
+    ``period`` (s of data between online updates) defaults to the window minus the hold-out,
+    i.e. consecutive windows that do not overlap, which keeps an offline run faster than
+    real time; pass ``identification.period`` to replay exactly what the node would do.
+    """
+    config = settings_mod.identify_config(values)
+    if period is None:
+        period = max(config.period, config.window - config.holdout)
+    model = template.model
+    excitations, emg_t = excitations_from_recording(recording, values, model.muscle_names)
+    ident = OnlineIdentifier(template, config)
+    duration = max(recording.joint_t[-1], recording.emg_t[-1]) - min(
+        recording.joint_t[0], recording.emg_t[0])
+    bar = Progress(duration, enabled=progress)
+    history = replay(ident, recording, excitations, period, bar, on_update, emg_t=emg_t)
+    bar.close()
+    win, grid = session_window(recording, excitations, emg_t, model, ident.history,
+                               final_window)
+    wins = split_windows(win, ident.fit_steps, ident.warmup_steps)
+    problem = ident.problem
+    started = time.monotonic()
+    # from where the online identifier got to, through the robust start on all the data
+    z, costs = problem.solve(ident.z, wins, restarts=1)
+    hess, _, half, count = problem.normal(z, wins)
+    analysis = uncertainty.analyse(problem.space, z, hess, half, count, config.prior_std,
+                                   external_torque=external_torque_rms(wins))
+    summary = dict(ident.identification_summary())
+    summary.update({'window': float(grid[-1] - grid[0]), 'final_fit_iterations': len(costs) - 1,
+                    'final_fit_seconds': time.monotonic() - started,
+                    'loss': 2.0 * half / max(count, 1),
+                    'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')})
+    sf = subject_file(template, problem, z, analysis, summary)
+    info = {'window': win, 'grid': grid, 'problem': problem, 'z': z, 'analysis': analysis,
+            'excitations': excitations}
+    return sf, history, info

@@ -1,0 +1,351 @@
+"""
+The online identifier: buffers, periodic windowed updates, acceptance and rollback.
+
+Usable from a plain Python loop (the ROS node wraps it): feed encoder samples and muscle
+excitations as they come, call ``update()`` every ``period`` seconds of data.  Each update
+warm-starts from the current parameters, takes a few Levenberg-Marquardt steps on the last
+``window`` seconds minus a hold-out tail, and is accepted only if it lowers the error on
+that tail and yields a valid, finite model.  Time going backwards clears the buffers.
+"""
+
+import dataclasses
+import time
+
+from diffmsm_ros.files import modelfile
+from diffmsm_ros.identify import uncertainty
+from diffmsm_ros.identify.buffers import GridBuffer
+from diffmsm_ros.identify.problem import Problem
+from diffmsm_ros.identify.window import from_arrays
+import jax.numpy as jnp
+import numpy as np
+
+MAX_DELAY = 0.2          # s of EMG kept before the window for the EMG delay
+BACKWARD_TOLERANCE = 0.05  # s: an older sample than this is a restart, not jitter
+EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
+
+
+@dataclasses.dataclass
+class UpdateResult:
+    """What one update did."""
+
+    accepted: bool
+    reason: str
+    fit_cost: float = float('nan')        # mean squared shooting residual, fitted part
+    holdout_before: float = float('nan')  # hold-out cost with the previous parameters
+    holdout_after: float = float('nan')   # hold-out cost with the candidate
+    seconds: float = 0.0                  # compute time of the update
+    data_time: float = float('nan')       # session time (s) at the window's end
+
+
+class OnlineIdentifier:
+    """Windowed online identification of a subject model (see the module docstring)."""
+
+    def __init__(self, template, config, problem=None):
+        self.template = template
+        self.config = config
+        self.problem = problem or Problem(template, config)
+        model = template.model
+        self.h = model.timestep
+        self.nq, self.nm = model.n_joints, model.n_muscles
+        self.window_steps = int(round(config.window / self.h))
+        self.holdout_steps = int(round(config.holdout / self.h))
+        self.warmup_steps = int(round(config.warmup / self.h))
+        self.history = int(round(MAX_DELAY / self.h))
+        total = self.window_steps + self.warmup_steps
+        capacity = total + self.history + int(round(2.0 / self.h))
+        required = np.r_[np.ones(self.nq), np.zeros(self.nq), np.ones(self.nq)].astype(bool)
+        self.encoders = GridBuffer(capacity, 3 * self.nq, self.h, required=required)
+        self.emg = GridBuffer(capacity, self.nm, self.h, hold=True)
+        self.z = np.zeros(self.problem.space.size)
+        self.good_z = self.z.copy()
+        self.enabled = True
+        self.accepted = 0
+        self.rejected = 0
+        self.resets = 0
+        self.needs_global = True
+        self.last_analysis = None
+        self.last_result = None
+        self.last_time = {}
+
+    # ------------------------------------------------------------------ input
+    def _check_time(self, stream, t):
+        """Clear the buffers when a stream's time jumps backwards (a bag restarting)."""
+        last = self.last_time.get(stream)
+        if last is not None and t < last - BACKWARD_TOLERANCE:
+            self.clear()
+            self.resets += 1
+            last = None
+        self.last_time[stream] = t if last is None else max(last, t)
+
+    def _origin(self, t):
+        if self.encoders.origin is None and self.emg.origin is None:
+            origin = round(t / self.h) * self.h
+            self.encoders.reset(origin)
+            self.emg.reset(origin)
+
+    def add_encoders(self, t, q, qd=None, tau=None):
+        """One encoder sample at time t (s): angles (rad), velocities, exo torque (N m)."""
+        self._check_time('encoders', t)
+        self._origin(t)
+        qd = np.full(self.nq, np.nan) if qd is None else qd
+        tau = np.zeros(self.nq) if tau is None else tau
+        self.encoders.push(t, np.concatenate([np.ravel(q), np.ravel(qd), np.ravel(tau)]))
+
+    def add_excitations(self, t, u):
+        """Excitations [S, nm] at times t [S] (s), before each muscle's gain and delay."""
+        t = np.atleast_1d(np.asarray(t, dtype=float))
+        u = np.asarray(u, dtype=float).reshape(len(t), self.nm)
+        for tk, uk in zip(t, u):
+            self._check_time('emg', tk)
+            self._origin(tk)
+            self.emg.push(tk, uk)
+
+    def clear(self):
+        """Drop buffered data (the model is kept)."""
+        self.encoders.reset()
+        self.emg.reset()
+        self.last_time = {}
+
+    def reset(self):
+        """Back to the template model with empty buffers."""
+        self.clear()
+        self.z = np.zeros(self.problem.space.size)
+        self.good_z = self.z.copy()
+        self.needs_global = True
+        self.last_analysis = None
+
+    # ------------------------------------------------------------------ windows
+    def available(self):
+        """Newest grid index both streams reached, and how many samples are usable."""
+        end = min(self.encoders.newest, self.emg.newest)
+        start = max(self.encoders.oldest, self.emg.oldest + self.history)
+        return end, end - start + 1
+
+    def ready(self):
+        return self.available()[1] >= self.window_steps + self.warmup_steps
+
+    def _window(self, end, steps):
+        """Window of ``steps`` samples ending at grid index ``end``; warm-up weighted 0."""
+        start = end - steps + 1
+        enc, enc_ok = self.encoders.get(start, steps)
+        emg, emg_ok = self.emg.get(start - self.history, steps + self.history)
+        nq = self.nq
+        q, qd, tau = enc[:, :nq], enc[:, nq:2 * nq], enc[:, 2 * nq:]
+        ok = enc_ok & emg_ok[self.history:]
+        weight = ok.astype(float)
+        weight[:self.warmup_steps] = 0.0
+        q = np.where(ok[:, None], q, np.nan)
+        q = _fill(q)
+        emg = _fill(np.where(emg_ok[:, None], emg, np.nan))
+        return from_arrays(q, _fill(tau), emg, self.h, qd=qd, history=self.history,
+                           weight=weight)
+
+    def windows(self):
+        """(fit window, hold-out window) for the newest data."""
+        end, _ = self.available()
+        fit = self._window(end - self.holdout_steps, self.fit_steps)
+        hold = self._window(end, self.holdout_steps + self.warmup_steps)
+        return fit, hold
+
+    # ------------------------------------------------------------------ update
+    def update(self):
+        """Run one update if enough data are buffered; returns an UpdateResult."""
+        started = time.perf_counter()
+        if not self.enabled:
+            return self._done(UpdateResult(False, 'identification disabled'), started)
+        if not self.ready():
+            return self._done(UpdateResult(False, 'not enough data yet'), started)
+        fit, hold = self.windows()
+        if np.sum(np.asarray(fit.weight)) < 0.5 * fit.length:
+            return self._done(UpdateResult(False, 'too many gaps in the window'), started)
+        before = self.problem.cost(self.z, hold)
+        candidates = [self._lm(self.z, fit)]
+        if self.needs_global:
+            z0 = self.problem.initialise(self.z, fit)
+            candidates.append(self._lm(z0, fit))
+        costs = [self.problem.cost(z, fit) for z in candidates]
+        best = int(np.nanargmin(np.where(np.isfinite(costs), costs, np.inf))) \
+            if np.any(np.isfinite(costs)) else 0
+        z_new, fit_cost = candidates[best], costs[best]
+        end, _ = self.available()
+        data_time = self.encoders.origin + end * self.h
+        problem = self._validity(z_new)
+        if problem:
+            self._rollback()
+            return self._done(UpdateResult(False, problem, fit_cost, before,
+                                           data_time=data_time), started)
+        after = self.problem.cost(z_new, hold)
+        if not np.isfinite(after) or not after < before:
+            self.rejected += 1
+            return self._done(UpdateResult(
+                False, 'did not lower the hold-out error', fit_cost, before, after,
+                data_time=data_time), started)
+        self.z = z_new
+        self.good_z = z_new.copy()
+        self.accepted += 1
+        self.needs_global = False
+        hess, _, half, count = self.problem.normal(self.z, fit)
+        self.last_analysis = uncertainty.analyse(
+            self.problem.space, self.z, hess, half, count, self.config.prior_std,
+            external_torque=external_torque_rms(fit))
+        return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
+                                       data_time=data_time), started)
+
+    def _lm(self, z0, win):
+        state = self.problem.lm_init(z0, win)
+        for _ in range(self.config.iterations):
+            state = self.problem.lm_step(state, win)
+            if not state.accepted:
+                break
+        return np.asarray(state.z)
+
+    def _validity(self, z):
+        """Reason the candidate cannot be used, or '' if it can."""
+        if not np.all(np.isfinite(z)):
+            return 'non-finite parameters'
+        space = self.problem.space
+        if np.any(z < space.lower - 1e-9) or np.any(z > space.upper + 1e-9):
+            return 'parameters left their bounds'
+        if np.any(np.abs(z - self.good_z) > EXPLODED):
+            return 'parameters exploded'
+        model = self.problem.model_at(jnp.asarray(z))
+        theta = np.asarray(space.from_z(jnp.asarray(z)))
+        if not np.all(np.isfinite(theta)):
+            return 'non-finite parameters'
+        sk = model.skeleton
+        if np.any(np.asarray(sk.mass) <= 0):
+            return 'non-positive segment mass'
+        for six in np.asarray(sk.inertia):
+            tensor = np.array([[six[0], six[3], six[4]], [six[3], six[1], six[5]],
+                               [six[4], six[5], six[2]]])
+            if np.min(np.linalg.eigvalsh(tensor)) <= 0:
+                return 'inertia not positive definite'
+        return ''
+
+    def _rollback(self):
+        self.z = self.good_z.copy()
+        self.rejected += 1
+
+    def _done(self, result, started):
+        result.seconds = time.perf_counter() - started
+        self.last_result = result
+        return result
+
+    # ------------------------------------------------------------------ output
+    def current_model(self):
+        """Return the last accepted subject model (a JAX pytree of numpy arrays)."""
+        return _to_numpy(self.problem.model_at(jnp.asarray(self.z)))
+
+    def current_file(self, extra_identification=None):
+        """Return the last accepted model as a SubjectFile with 1-sigma values and a report."""
+        return subject_file(self.template, self.problem, self.z, self.last_analysis,
+                            dict(self.identification_summary(), **(extra_identification or {})))
+
+    def identification_summary(self):
+        return {'window': self.config.window, 'period': self.config.period,
+                'holdout': self.config.holdout, 'accepted_updates': self.accepted,
+                'rejected_updates': self.rejected, 'buffer_resets': self.resets}
+
+    @property
+    def fit_steps(self):
+        """Count samples in a fit window (warm-up included)."""
+        return self.window_steps - self.holdout_steps + self.warmup_steps
+
+    def compile(self):  # noqa: A003
+        """Compile every jitted function for the window shapes (call before going live)."""
+        steps_hold = self.holdout_steps + self.warmup_steps
+        for steps in (self.fit_steps, steps_hold):
+            win = _dummy_window(self.template.model, steps, self.history, self.h)
+            self.problem.cost(self.z, win)
+        fit = _dummy_window(self.template.model, self.fit_steps, self.history, self.h)
+        self.problem.normal(self.z, fit)
+        self.problem.initialise(self.z, fit)
+
+
+def external_torque_rms(wins):
+    """RMS exoskeleton torque (N m) over the weighted samples of one or more windows."""
+    wins = wins if isinstance(wins, (list, tuple)) else [wins]
+    num = sum(float(np.sum(np.asarray(w.weight)[:, None] * np.asarray(w.tau_exo) ** 2))
+              for w in wins)
+    den = sum(float(np.sum(np.asarray(w.weight))) for w in wins) * np.asarray(
+        wins[0].tau_exo).shape[1]
+    return float(np.sqrt(num / max(den, 1e-12)))
+
+
+def _fill(x):
+    """Fill NaN rows by the nearest valid row (gaps carry zero weight anyway)."""
+    x = np.array(x, dtype=float)
+    bad = ~np.all(np.isfinite(x), axis=1)
+    if not bad.any():
+        return x
+    good = np.flatnonzero(~bad)
+    if good.size == 0:
+        return np.zeros_like(x)
+    idx = np.clip(np.searchsorted(good, np.arange(len(x))), 0, good.size - 1)
+    x[bad] = x[good[idx[bad]]]
+    return x
+
+
+def _to_numpy(model):
+    import jax
+    return jax.tree_util.tree_map(np.asarray, model)
+
+
+def _dummy_window(model, steps, history, h):
+    rng = np.asarray(model.skeleton.joint_range)
+    t = np.arange(steps) * h
+    q = rng.mean(axis=1)[None, :] + 0.3 * np.sin(2 * np.pi * 0.5 * t)[:, None]
+    qd = 0.3 * np.pi * np.cos(2 * np.pi * 0.5 * t)[:, None] * np.ones((1, rng.shape[0]))
+    emg = 0.1 + 0.05 * np.sin(np.arange(steps + history) * h)[:, None] * np.ones(
+        (1, model.n_muscles))
+    return from_arrays(q, np.zeros_like(q), emg, h, qd=qd, history=history)
+
+
+def subject_file(template, problem, z, analysis, summary):
+    """Build a SubjectFile for parameters z: model, 1-sigma values, identification section."""
+    model = _to_numpy(problem.model_at(jnp.asarray(z)))
+    space = problem.space
+    std = {}
+    section = dict(summary)
+    section['parameters'] = space.labels()
+    if analysis is not None:
+        for e, s in zip(space.entries, analysis.std):
+            slot = std.setdefault(e.section, {}).setdefault(e.name, {})
+            if e.component < 0:
+                slot[e.field] = float(s)
+            else:
+                slot.setdefault(e.field, [0.0] * (3 if e.field == 'com' else 6))
+                slot[e.field][e.component] = float(s)
+        section['residual_rms'] = analysis.residual_sigma
+        section['samples'] = analysis.samples
+        section['weak_directions'] = [{'std': w['std'], 'combination': w['combination']}
+                                      for w in analysis.weak]
+        section['strength_scale_std'] = analysis.scale_std
+        section['warnings'] = list(analysis.warnings)
+    sf = dataclasses.replace(template, model=model, std=std, identification=section,
+                             extra=dict(template.extra))
+    sf.extra.pop('session', None)
+    return clip_to_bounds(sf)
+
+
+def clip_to_bounds(sf):
+    """Keep every bounded parameter inside its bounds (coupled coordinates can overshoot)."""
+    model = sf.model
+    mus, sk = model.muscles, model.skeleton
+    updates_m, updates_s = {}, {}
+    for section, names in sf.bounds.items():
+        holder, order, out = ((mus, mus.names, updates_m) if section == 'muscles' else
+                              (sk, sk.segment_names if section == 'segments'
+                               else sk.joint_names, updates_s))
+        for name, fields in names.items():
+            i = order.index(name)
+            for field, pair in fields.items():
+                arr = np.array(out.get(field, np.asarray(getattr(holder, field))), dtype=float)
+                pairs = np.asarray(pair, dtype=float).reshape(-1, 2)
+                arr[i] = np.clip(arr[i], pairs[:, 0], pairs[:, 1]).reshape(arr[i].shape)
+                out[field] = arr
+    model = model.replace(muscles=dataclasses.replace(mus, **updates_m),
+                          skeleton=dataclasses.replace(sk, **updates_s))
+    sf = dataclasses.replace(sf, model=model)
+    modelfile.check_bounds(sf)
+    return sf

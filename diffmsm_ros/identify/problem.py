@@ -1,0 +1,332 @@
+"""
+An identification problem: template, selected parameters, residuals, and jitted solver steps.
+
+z = 0 is the template; ``fit`` runs Levenberg-Marquardt from any z on a window.  Functions
+are jitted once per Problem and compile once per window shape.
+"""
+
+import dataclasses
+import functools
+import math
+
+from diffmsm_ros.identify import params, residuals, solvers
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentifyConfig:
+    """Identification settings (times in s, angles in rad)."""
+
+    window: float = 10.0        # fitted span, hold-out tail included
+    period: float = 1.0         # time between online updates
+    holdout: float = 1.0        # most recent data, not fitted, used to accept an update
+    segment: float = 0.1        # multiple-shooting segment length
+    warmup: float = 0.5         # EMG and activation history before the first segment
+    sigma_q: float = 1e-4       # angle residual scale (encoder noise)
+    sigma_qd: float = 0.05      # velocity residual scale
+    velocity_weight: float = 0.0
+    profile: bool = True        # profile out segment initial states
+    excitation_noise: float = 0.0   # relative EMG envelope error profiled per segment
+    excitation_terms: int = 1       # 1: a gain per muscle and segment, 2: gain and trend
+    prior_std: float = 1.0      # template prior, in normalised units (0.1 is about 10 %)
+    iterations: int = 3         # LM iterations per online update
+    max_iterations: int = 60    # LM iterations for an offline fit
+    tolerance: float = 1e-12    # relative cost decrease that ends a fit
+    method: str = 'euler'
+    equation_error_init: bool = True
+    parameters: dict = dataclasses.field(
+        default_factory=lambda: {k: list(v) for k, v in params.DEFAULT_SELECTION.items()})
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a mapping (e.g. a params file's ``identification`` section)."""
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known - {'enabled'})
+        if unknown:
+            raise ValueError(f'identification: unknown settings {unknown}')
+        d.pop('enabled', None)
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self):
+        for name in ('window', 'period', 'segment', 'sigma_q', 'sigma_qd', 'prior_std'):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f'identification.{name} must be a positive number')
+        if not 0 <= self.holdout < self.window:
+            raise ValueError('identification.holdout must be in [0, window)')
+        if self.method not in ('euler', 'rk4'):
+            raise ValueError('identification.method must be euler or rk4')
+        if self.iterations < 1 or self.max_iterations < 1:
+            raise ValueError('identification iterations must be at least 1')
+
+
+STEP_TOLERANCE = 1e-8   # normalised units: a fit whose step is smaller has converged
+NOISE_LEVEL = 1.0       # mean squared shooting residual (sigma_q units) of a fit at the noise
+SWEEPS = 4              # most muscle sweeps of the robust start
+
+
+def _as_list(wins):
+    return list(wins) if isinstance(wins, (list, tuple)) else [wins]
+
+
+class Problem:
+    """
+    Template + parameter space + residuals, with jitted per-window pieces.
+
+    ``z = 0`` is the template.  Fits take a window or a list of windows (of one shape, so
+    the compiled code is shared) and the prior's centre ``z_prior`` (default: the template),
+    so one Problem serves any initial guess and any session length.
+    """
+
+    def __init__(self, template, config=IdentifyConfig()):
+        config.validate()
+        self.file = template
+        self.template = template.model
+        self.config = config
+        self.space = params.make_space(self.template, template.bounds, config.parameters)
+        h = self.template.timestep
+        self.segment_steps = max(2, int(round(config.segment / h)))
+        self.shooting = residuals.ShootingConfig(
+            segment=self.segment_steps, sigma_q=config.sigma_q, sigma_qd=config.sigma_qd,
+            velocity_weight=config.velocity_weight, profile=config.profile,
+            method=config.method, excitation_noise=config.excitation_noise,
+            excitation_terms=config.excitation_terms)
+        self.lower = np.asarray(self.space.lower)
+        self.upper = np.asarray(self.space.upper)
+        self._normal = jax.jit(self.data_normal_equations)
+        self._cost = jax.jit(self.data_half_cost)
+        self._eq_normal = jax.jit(functools.partial(solvers.normal_equations,
+                                                    self.equation_residual))
+        self._eq_cost = jax.jit(self.equation_half_cost)
+        self._adam = jax.jit(functools.partial(solvers.adam_update, self.residual))
+
+    # ------------------------------------------------------------------ residuals
+    def model_at(self, z):
+        """Subject model for normalised parameters z."""
+        return params.apply(self.template, self.space, self.space.from_z(z))
+
+    def data_residual(self, z, win):
+        """Multiple-shooting residual (sigma_q units)."""
+        return residuals.shooting_residuals(self.model_at(z), win, self.shooting)
+
+    def data_normal_equations(self, z, win):
+        """(J^T J, J^T r, 0.5 |r|^2, count) of the shooting residual of one window."""
+        def segments(zz, offset):
+            return residuals.shooting_segments(self.model_at(zz), win, self.shooting, offset)
+
+        nq, nm = self.template.n_joints, self.template.n_muscles
+        count = residuals.nuisance_count(nq, nm, self.shooting)
+        weights = residuals.nuisance_weights(nq, nm, self.shooting, z.dtype)
+        return residuals.shooting_normal_equations(segments, z, count, weights,
+                                                   self.config.profile)
+
+    def data_half_cost(self, z, win):
+        r = self.data_residual(z, win)
+        return 0.5 * jnp.sum(r * r)
+
+    def residual(self, z, win, z_prior):
+        """Shooting residual and prior, the least-squares objective (for Adam)."""
+        prior = residuals.prior_residuals(z, z_prior, self.config.prior_std)
+        return jnp.concatenate([self.data_residual(z, win), prior])
+
+    def equation_residual(self, z, win, qdd):
+        """Equation-error residual (N m)."""
+        return residuals.equation_error_residuals(self.model_at(z), win, qdd)
+
+    def equation_half_cost(self, z, win, qdd):
+        r = self.equation_residual(z, win, qdd)
+        return 0.5 * jnp.sum(r * r)
+
+    def _prior(self, z_prior):
+        return np.zeros(self.space.size) if z_prior is None else np.asarray(z_prior, float)
+
+    # ------------------------------------------------------------------ data terms
+    def normal(self, z, wins):
+        """Sum (J^T J, J^T r, 0.5 |r|^2, residual count) over windows."""
+        z = jnp.asarray(z, dtype=jnp.float64)
+        parts = [self._normal(z, w) for w in _as_list(wins)]
+        return (sum(np.asarray(p[0]) for p in parts), sum(np.asarray(p[1]) for p in parts),
+                sum(float(p[2]) for p in parts), sum(int(p[3]) for p in parts))
+
+    def half_cost(self, z, wins):
+        """0.5 |r|^2 of the shooting residual summed over windows."""
+        z = jnp.asarray(z, dtype=jnp.float64)
+        return sum(float(self._cost(z, w)) for w in _as_list(wins))
+
+    def cost(self, z, win):
+        """Mean squared shooting residual (sigma_q units) of one window."""
+        count = residuals.segment_count(win.length, self.segment_steps) * \
+            self.segment_steps * self.template.n_joints
+        return 2.0 * self.half_cost(z, win) / max(count, 1)
+
+    # ------------------------------------------------------------------ solving
+    def lm_init(self, z0, wins, z_prior=None):
+        return solvers.lm_init(lambda z: self.half_cost(z, wins), z0, self._prior(z_prior),
+                               self.config.prior_std)
+
+    def lm_step(self, state, wins, z_prior=None, mask=None):
+        """One LM iteration on the shooting residual (parameters outside ``mask`` held)."""
+        return self._masked_iteration(state, lambda z: self.normal(z, wins),
+                                      lambda z: self.half_cost(z, wins), z_prior, mask)
+
+    def _masked_iteration(self, state, normal, cost, z_prior, mask):
+        z_prior = self._prior(z_prior)
+        if mask is None:
+            return solvers.lm_iteration(normal, cost, state, self.lower, self.upper, z_prior,
+                                        self.config.prior_std, project=self.space.project)
+        idx = np.flatnonzero(mask)
+        full = state.z.copy()
+
+        def expand(zs):
+            z = full.copy()
+            z[idx] = zs
+            return z
+
+        def sub_normal(zs):
+            hess, grad, c = normal(expand(zs))[:3]
+            return hess[np.ix_(idx, idx)], grad[idx], c
+
+        sub = state._replace(z=state.z[idx])
+        out = solvers.lm_iteration(sub_normal, lambda zs: cost(expand(zs)), sub,
+                                   self.lower[idx], self.upper[idx], z_prior[idx],
+                                   self.config.prior_std,
+                                   project=lambda zs: self.space.project(expand(zs))[idx])
+        return out._replace(z=expand(out.z))
+
+    def fit(self, z0, wins, z_prior=None, iterations=None, tolerance=None, callback=None):
+        """Levenberg-Marquardt on the shooting residual from z0; returns (z, objectives)."""
+        iterations = iterations or self.config.max_iterations
+        tolerance = self.config.tolerance if tolerance is None else tolerance
+        state = self.lm_init(z0, wins, z_prior)
+        costs = [state.cost]
+        for _ in range(iterations):
+            before = state.z
+            state = self.lm_step(state, wins, z_prior)
+            costs.append(state.cost)
+            if callback is not None:
+                callback(state)
+            if not state.accepted:
+                break
+            if costs[-2] - costs[-1] <= tolerance * max(costs[-2], 1e-300):
+                break
+            if np.max(np.abs(state.z - before)) < STEP_TOLERANCE:
+                break
+        return np.asarray(state.z), costs
+
+    def adam_fit(self, z0, win, steps, z_prior=None, learning_rate=1e-2, callback=None):
+        """Run the Diff-MSM baseline: Adam on the same objective (one window)."""
+        state = solvers.adam_init(jnp.asarray(z0, dtype=jnp.float64), learning_rate)
+        costs = []
+        lower, upper = jnp.asarray(self.lower), jnp.asarray(self.upper)
+        for _ in range(steps):
+            state = self._adam(state, lower, upper, win, jnp.asarray(self._prior(z_prior)),
+                               learning_rate=learning_rate)
+            costs.append(float(state.cost))
+            if callback is not None:
+                callback(state)
+        return np.asarray(state.z), costs
+
+    def equation_fit(self, z0, wins, z_prior=None, iterations=30):
+        """LM on the equation error (inverse dynamics from smoothed derivatives)."""
+        from diffmsm_ros.identify.decompose import smoothed_acceleration
+        wins = _as_list(wins)
+        accs = [smoothed_acceleration(w) for w in wins]
+
+        def normal(z):
+            zz = jnp.asarray(z, dtype=jnp.float64)
+            parts = [self._eq_normal(zz, w, a) for w, a in zip(wins, accs)]
+            return (sum(np.asarray(p[0]) for p in parts), sum(np.asarray(p[1]) for p in parts),
+                    sum(float(p[2]) for p in parts))
+
+        def cost(z):
+            zz = jnp.asarray(z, dtype=jnp.float64)
+            return sum(float(self._eq_cost(zz, w, a)) for w, a in zip(wins, accs))
+
+        z_prior = self._prior(z_prior)
+        state = solvers.lm_init(cost, z0, z_prior, self.config.prior_std)
+        for _ in range(iterations):
+            state = self._masked_iteration(state, normal, cost, z_prior, None)
+            if not state.accepted:
+                break
+        return np.asarray(state.z)
+
+    def solve(self, z0, wins, z_prior=None, iterations=None, restarts=4):
+        """
+        Multi-start LM on the shooting residual; returns (z, objectives of the kept run).
+
+        Starts: the robust start from z0, then z0 itself, then robust starts from z0 with
+        its muscle coordinates jittered (fixed seed); it stops at the first fit whose mean
+        squared residual is at the noise level (``NOISE_LEVEL``), else keeps the best.
+        """
+        wins = _as_list(wins)
+        count = sum(residuals.segment_count(w.length, self.segment_steps) for w in wins) * \
+            self.segment_steps * self.template.n_joints
+        muscles = self.space.mask(lambda e: e.section == 'muscles')
+        rng = np.random.default_rng(0)
+        best = None
+        for attempt in range(restarts + 2):
+            if attempt == 1:
+                start = np.asarray(z0, dtype=float)
+            else:
+                base = np.asarray(z0, dtype=float)
+                if attempt > 1:
+                    base = self.space.project(
+                        base + np.where(muscles, rng.normal(0.0, 0.2, base.shape), 0.0))
+                start = self.initialise(base, wins, z_prior)
+            z, costs = self.fit(start, wins, z_prior, iterations)
+            if not (np.all(np.isfinite(z)) and np.isfinite(costs[-1])):
+                continue
+            if best is None or costs[-1] < best[0]:
+                best = (costs[-1], z, costs)
+            if 2.0 * self.half_cost(z, wins) / max(count, 1) <= NOISE_LEVEL:
+                break
+        if best is None:
+            return np.asarray(z0, dtype=float), [float('nan')]
+        return best[1], best[2]
+
+    def initialise(self, z0, wins, z_prior=None):
+        """
+        Robust start on the equation error.
+
+        Candidates: z0 polished on the equation error, and the curve decomposition polished
+        on the equation error, then swept over the muscles and polished again while that
+        lowers the equation error (at most ``SWEEPS`` times); the lower equation
+        error wins (wrong basins fit the equation of motion visibly worse than the right one).
+        """
+        from diffmsm_ros.identify import decompose
+        wins = _as_list(wins)
+        accs = [decompose.smoothed_acceleration(w) for w in wins]
+
+        def eq_cost(z):
+            return sum(float(self._eq_cost(jnp.asarray(z), w, a)) for w, a in zip(wins, accs))
+
+        shapes = self.space.mask(lambda e: e.field == 'tendon_slack_length').any()
+        candidates = [self.equation_fit(z0, wins, z_prior, iterations=30)]
+        if shapes:
+            z = self.equation_fit(decompose.global_start(self, z0, wins), wins, z_prior,
+                                  iterations=30)
+            cost = eq_cost(z)
+            for _ in range(SWEEPS):
+                swept = self.equation_fit(decompose.sweep_muscles(self, z, wins), wins,
+                                          z_prior, iterations=30)
+                swept_cost = eq_cost(swept)
+                if not swept_cost < cost:
+                    break
+                improved = swept_cost < 0.99 * cost
+                z, cost = swept, swept_cost
+                if not improved:
+                    break
+            candidates.append(z)
+        best = None
+        for z in candidates:
+            cost = eq_cost(z)
+            if np.isfinite(cost) and (best is None or cost < best[0]):
+                best = (cost, z)
+        if best is None:
+            return np.asarray(z0, dtype=float)
+        return best[1]

@@ -1,0 +1,191 @@
+"""
+Residuals on measured motion for least-squares identification.
+
+- Multiple shooting: from the measured state at the start of each segment (K model steps),
+  simulate with the measured exoskeleton torque and the EMG-driven activations and compare
+  joint angles (and optionally velocities).  Optionally each segment's initial angle and
+  velocity are profiled out (the residual is projected off their sensitivities), which makes
+  the fit insensitive to encoder noise and velocity estimates at segment starts.
+- Equation error: muscle plus exo torque against inverse dynamics from smoothed derivatives;
+  cheap, linear in strengths and inertias, used to initialise.
+- Prior: distance of the normalised parameters from the template.
+"""
+
+import dataclasses
+
+from diffmsm_ros.identify import excitation
+from diffmsm_ros.model import dynamics, integrators
+from diffmsm_ros.model.dynamics import Inputs, State
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class ShootingConfig:
+    """Segment length (model steps), residual scales and options."""
+
+    segment: int = 50
+    sigma_q: float = 1e-3          # rad: angle residual scale
+    sigma_qd: float = 0.05         # rad/s: velocity residual scale
+    velocity_weight: float = 0.0   # 0 = angles only
+    profile: bool = True           # profile out each segment's initial angle and velocity
+    method: str = 'euler'
+    excitation_noise: float = 0.0  # relative 1-sigma of each segment's excitation gains
+    excitation_terms: int = 1      # per muscle and segment: 1 = gain, 2 = gain and trend
+
+
+def segment_count(length, segment):
+    """Count whole shooting segments in a window of ``length`` samples."""
+    return max(0, (length - 1) // segment)
+
+
+def _segment_rollout(model, q0, qd0, a0, u, tau, h, method):
+    states = integrators.rollout(model, State(q0, qd0, a0), Inputs(u, tau), h, method)
+    return states.q, states.qd
+
+
+def nuisance_count(nq, nm, config):
+    """Per-segment nuisance parameters: initial angles and velocities, excitation gains."""
+    return 2 * nq + (nm * config.excitation_terms if config.excitation_noise > 0 else 0)
+
+
+def nuisance_weights(nq, nm, config, dtype):
+    """Prior weights of the nuisance parameters (0: free, 1/sigma: excitation gains)."""
+    free = jnp.zeros(2 * nq, dtype=dtype)
+    if config.excitation_noise <= 0:
+        return free
+    count = nm * config.excitation_terms
+    return jnp.concatenate([free, jnp.full(count, 1.0 / config.excitation_noise, dtype)])
+
+
+def shooting_segments(model, win, config, offset=None):
+    """
+    Unprojected residuals of every segment, [n_seg, R] (angles, then velocities).
+
+    ``offset`` is added to every segment's measured initial (angle, velocity) and, when
+    ``excitation_noise`` > 0, scales each muscle's excitation within the segment by
+    (1 + offset[2 nq + m]).  Its derivative gives each segment's sensitivity to its own
+    nuisance parameters in one tangent per component, because a segment depends on no
+    other segment's.
+    """
+    k = config.segment
+    n_seg = segment_count(win.length, k)
+    u = excitation.excitations(model, win)
+    a = excitation.activations(model, u, win.h, config.method)
+    span = n_seg * k
+    nq = win.q.shape[1]
+    count = nuisance_count(nq, u.shape[1], config)
+    offset = jnp.zeros(count, dtype=win.q.dtype) if offset is None else offset
+    nm = u.shape[1]
+    gain = 1.0
+    if count > 2 * nq:
+        # excitation errors within a segment: a gain, and a linear trend over the segment
+        terms = offset[2 * nq:].reshape(config.excitation_terms, nm)
+        ramp = jnp.linspace(-1.0, 1.0, k, dtype=u.dtype)
+        gain = 1.0 + terms[0][None, :]
+        if config.excitation_terms > 1:
+            gain = gain + ramp[:, None] * terms[1][None, :]
+
+    def seg(x):
+        return x[:span].reshape((n_seg, k) + x.shape[1:])
+
+    def target(x):
+        return x[1:span + 1].reshape((n_seg, k) + x.shape[1:])
+
+    q0 = seg(win.q)[:, 0] + offset[None, :nq]
+    qd0 = seg(win.qd)[:, 0] + offset[None, nq:2 * nq]
+    weight = jnp.minimum(jnp.min(seg(win.weight), axis=1), jnp.min(target(win.weight), axis=1))
+
+    def one(q0_i, qd0_i, a0_i, u_i, t_i):
+        return _segment_rollout(model, q0_i, qd0_i, a0_i, u_i, t_i, win.h, config.method)
+
+    q_sim, qd_sim = jax.vmap(one)(q0, qd0, seg(a)[:, 0], seg(u) * gain, seg(win.tau_exo))
+    w = jnp.sqrt(weight)[:, None, None]
+    parts = [(q_sim - target(win.q)) / config.sigma_q * w]
+    if config.velocity_weight > 0:
+        scale = jnp.sqrt(config.velocity_weight) / config.sigma_qd
+        parts.append((qd_sim - target(win.qd)) * scale * w)
+    return jnp.concatenate([p.reshape(n_seg, -1) for p in parts], axis=1)
+
+
+def shooting_residuals(model, win, config):
+    """Residual vector of all segments, flattened; nuisance parameters profiled out."""
+    if not config.profile:
+        return shooting_segments(model, win, config).reshape(-1)
+    nq, nm = win.q.shape[1], win.emg.shape[1]
+    count = nuisance_count(nq, nm, config)
+    zero = jnp.zeros(count, dtype=win.q.dtype)
+    r, sens = jax.vmap(lambda v: jax.jvp(lambda c: shooting_segments(model, win, config, c),
+                                         (zero,), (v,)), out_axes=(None, -1))(
+        jnp.eye(count, dtype=win.q.dtype))
+    weights = nuisance_weights(nq, nm, config, win.q.dtype)
+    return project_out(sens, r, weights).reshape(-1)
+
+
+def project_out(s, x, weights):
+    """
+    Remove from each segment's rows their regularised least-squares fit by s.
+
+    ``s`` [n_seg, R, C] sensitivities to C nuisance parameters with prior weights
+    ``weights`` [C] (0 = free); ``x`` [n_seg, R] (a residual) or [n_seg, R, P] (a
+    Jacobian).  Rows for the priors are appended, so the result is [n_seg, R + C, ...] and
+    its squared norm is the profiled objective.
+    """
+    n_seg, _, count = s.shape
+    prior = jnp.broadcast_to(jnp.diag(weights), (n_seg, count, count))
+    s = jnp.concatenate([s, prior], axis=1)
+    vec = x.ndim == 2
+    xm = x[..., None] if vec else x
+    xm = jnp.concatenate([xm, jnp.zeros((n_seg, count, xm.shape[-1]), xm.dtype)], axis=1)
+    sts = jnp.einsum('nki,nkj->nij', s, s)
+    eye = jnp.eye(count, dtype=s.dtype)
+    reg = 1e-12 * jnp.trace(sts, axis1=1, axis2=2)[:, None, None] * eye + 1e-30 * eye
+    coef = jnp.linalg.solve(sts + reg, jnp.einsum('nki,nkp->nip', s, xm))
+    out = xm - jnp.einsum('nki,nip->nkp', s, coef)
+    return out[..., 0] if vec else out
+
+
+def shooting_normal_equations(residual_segments, z, count, weights, profile):
+    """
+    (J^T J, J^T r, 0.5 |r|^2, rows) of the (profiled) shooting residual at z.
+
+    With profiling, the Jacobian is projected like the residual (Kaufman's approximation of
+    variable projection), which needs P + C tangents instead of P (C + 1).
+    """
+    p = z.shape[0]
+    zero = jnp.zeros(count, dtype=z.dtype)
+    if not profile:
+        def flat(zz):
+            r = residual_segments(zz, zero).reshape(-1)
+            return r, r
+
+        jac, r = jax.jacfwd(flat, has_aux=True)(z)
+        return jac.T @ jac, jac.T @ r, 0.5 * jnp.sum(r * r), r.shape[0]
+
+    def both(w):
+        r = residual_segments(w[:p], w[p:])
+        return r, r
+
+    jac, r = jax.jacfwd(both, has_aux=True)(jnp.concatenate([z, zero]))
+    jz, sens = jac[..., :p], jac[..., p:]
+    r = project_out(sens, r, weights).reshape(-1)
+    jz = project_out(sens, jz, weights).reshape(-1, p)
+    return jz.T @ jz, jz.T @ r, 0.5 * jnp.sum(r * r), r.shape[0]
+
+
+def equation_error_residuals(model, win, qdd, sigma_tau=1.0):
+    """Inverse-dynamics torque error per sample (N m / sigma_tau), flattened."""
+    u = excitation.excitations(model, win)
+    a = excitation.activations(model, u, win.h)
+
+    def one(q, qd, qdd_k, a_k, tau):
+        need = dynamics.inverse_dynamics(model, q, qd, qdd_k)
+        return dynamics.muscle_torque(model, q, qd, a_k) + tau - need
+
+    r = jax.vmap(one)(win.q, win.qd, qdd, a, win.tau_exo)
+    return (r * jnp.sqrt(win.weight)[:, None] / sigma_tau).reshape(-1)
+
+
+def prior_residuals(z, z_prior, prior_std):
+    """(z - z_prior) / prior_std: keeps weakly determined directions near the template."""
+    return (z - z_prior) / prior_std

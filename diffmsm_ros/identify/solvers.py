@@ -1,0 +1,116 @@
+"""
+Least-squares solvers: Levenberg-Marquardt on accumulated normal equations, and Adam.
+
+LM works from two callables that sum over any number of windows: ``normal(z)`` returning
+(J^T J, J^T r, 0.5 |r|^2) of the data residual and ``cost(z)`` returning 0.5 |r|^2; the
+prior 0.5 |(z - z_prior) / prior_std|^2 is added here.  Callers jit those per window shape
+once, so a session of any length reuses the same compiled code.  Adam (optax, the Diff-MSM
+baseline) follows optax's init/update shape; callers jit ``adam_update``.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+class LMState(NamedTuple):
+    z: np.ndarray         # normalised parameters
+    cost: float           # objective (data + prior) at z
+    lam: float            # Marquardt damping, relative to diag(J^T J)
+    nu: float             # growth factor of lam after a rejected step
+    accepted: bool        # did the last iteration lower the objective
+
+
+def residual_and_jacobian(residual, z, *args):
+    """Residual vector and its Jacobian (forward mode: few parameters, many residuals)."""
+    def twice(zz):
+        r = residual(zz, *args)
+        return r, r
+
+    jac, r = jax.jacfwd(twice, has_aux=True)(z)
+    return r, jac
+
+
+def normal_equations(residual, z, *args):
+    """(J^T J, J^T r, 0.5 |r|^2, len(r)) of ``residual`` at z."""
+    r, jac = residual_and_jacobian(residual, z, *args)
+    return jac.T @ jac, jac.T @ r, 0.5 * jnp.sum(r * r), r.shape[0]
+
+
+def _prior_terms(z, z_prior, prior_std):
+    d = (z - z_prior) / prior_std
+    return np.eye(z.size) / prior_std ** 2, d / prior_std, 0.5 * float(d @ d)
+
+
+def lm_init(cost, z0, z_prior, prior_std, lam=1e-3):
+    """Start LM at z0 (objective = data cost + prior)."""
+    z0 = np.asarray(z0, dtype=float)
+    c = float(cost(z0)) + _prior_terms(z0, z_prior, prior_std)[2]
+    return LMState(z0, c if np.isfinite(c) else np.inf, lam, 2.0, True)
+
+
+def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_tries=10,
+                 project=None):
+    """
+    One Levenberg-Marquardt iteration with box bounds (projected steps).
+
+    Linearises once, then solves (H + lam diag(H)) dz = -g, raising lam until the step
+    lowers the objective (at most ``max_tries`` cost evaluations); lam follows Nielsen's
+    rule on the ratio of actual to predicted decrease.  ``project`` (optional) maps a
+    clipped point onto further constraints.
+    """
+    z = state.z
+    hess, grad, data_cost = (np.asarray(x, dtype=float) for x in normal(z)[:3])
+    ph, pg, pc = _prior_terms(z, z_prior, prior_std)
+    hess, grad, current = hess + ph, grad + pg, float(data_cost) + pc
+    if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad)) and np.isfinite(current)):
+        return state._replace(accepted=False)
+    diag = np.diag(hess)
+    diag = np.maximum(diag, 1e-9 * np.max(diag) + 1e-30)
+    lam, nu = state.lam, state.nu
+    for _ in range(max_tries):
+        try:
+            step = np.linalg.solve(hess + lam * np.diag(diag), -grad)
+        except np.linalg.LinAlgError:
+            lam, nu = lam * nu, nu * 2.0
+            continue
+        z_new = np.clip(z + step, lower, upper)
+        if project is not None:
+            z_new = project(z_new)
+        dz = z_new - z
+        predicted = -(grad @ dz + 0.5 * dz @ hess @ dz)
+        c_new = float(cost(z_new)) + _prior_terms(z_new, z_prior, prior_std)[2]
+        if np.isfinite(c_new) and c_new < current and predicted > 0:
+            rho = (current - c_new) / predicted
+            lam = float(np.clip(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
+                                1e-15, 1e15))
+            return LMState(z_new, c_new, lam, 2.0, True)
+        lam, nu = float(min(lam * nu, 1e15)), min(nu * 2.0, 1e6)
+    return LMState(z, current, lam, nu, False)
+
+
+class AdamState(NamedTuple):
+    z: jax.Array
+    opt: optax.OptState
+    cost: jax.Array
+
+
+def adam_init(z0, learning_rate=1e-2):
+    """Start Adam (the Diff-MSM baseline) at z0."""
+    opt = optax.adam(learning_rate)
+    return AdamState(z0, opt.init(z0), jnp.asarray(jnp.inf, dtype=z0.dtype))
+
+
+def adam_update(residual, state, lower, upper, *args, learning_rate=1e-2):
+    """One Adam step on 0.5 |r|^2, projected onto the bounds."""
+    def loss(z):
+        r = residual(z, *args)
+        return 0.5 * jnp.sum(r * r)
+
+    cost, grad = jax.value_and_grad(loss)(state.z)
+    updates, opt = optax.adam(learning_rate).update(grad, state.opt, state.z)
+    z = jnp.clip(optax.apply_updates(state.z, updates), lower, upper)
+    return AdamState(z, opt, cost)

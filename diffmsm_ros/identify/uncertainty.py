@@ -1,0 +1,93 @@
+"""
+Uncertainty and identifiability from the Gauss-Newton matrix.
+
+With residuals r (scaled by sigma) and Jacobian J in the normalised space, the data carry
+information F = J^T J / s^2, s^2 the residual variance.  Adding the prior's precision gives
+the posterior covariance; 1-sigma values are mapped back to SI.  Directions in which the
+data alone leave a large spread are reported as weakly determined combinations, named by
+their largest components; the strength scale (all forces and inertias together) is checked
+by name because it is the classic one (not identifiable without a known external torque).
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORCE_LIKE = {'max_isometric_force', 'mass', 'inertia', 'damping', 'armature'}
+
+
+@dataclasses.dataclass
+class Analysis:
+    std: np.ndarray                 # 1-sigma per parameter, SI
+    std_z: np.ndarray               # 1-sigma per parameter, normalised units
+    residual_sigma: float           # RMS of the data residual (sigma units)
+    weak: list                      # [{'std': float, 'combination': str, 'terms': [...]}]
+    scale_std: float                # normalised 1-sigma of the common strength scale
+    warnings: list
+    samples: int
+
+
+def scale_direction(space, z):
+    """Return the unit z-direction of scaling every force-like parameter by one factor."""
+    theta = space.from_z(jnp.asarray(z, dtype=jnp.float64))
+    mask = jnp.asarray([e.field in FORCE_LIKE for e in space.entries], dtype=theta.dtype)
+    if not bool(jnp.any(mask)):
+        return np.zeros(space.size)
+    _, v = jax.jvp(lambda eps: space.to_z(theta * (1.0 + eps * mask)),
+                   (jnp.asarray(0.0),), (jnp.asarray(1.0),))
+    v = np.asarray(v)
+    return v / np.linalg.norm(v)
+
+
+def _combination(vec, labels, top=4):
+    order = np.argsort(-np.abs(vec))[:top]
+    terms = [(labels[i], float(vec[i])) for i in order if abs(vec[i]) > 0.05]
+    text = ' '.join(f'{c:+.2f} {name}' for name, c in terms)
+    return text, terms
+
+
+def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
+            weak_threshold=0.05, scale_threshold=0.05):
+    """Uncertainties and weak directions at z from the data normal equations J^T J."""
+    hess = np.asarray(hess, dtype=float)
+    p = hess.shape[0]
+    s2 = max(2.0 * float(half_cost) / max(n - p, 1), 1e-30)
+    info = hess / s2
+    prior = np.eye(p) / prior_std ** 2
+    cov = np.linalg.inv(info + prior)
+    std_z = np.sqrt(np.clip(np.diag(cov), 0, None))
+    dtheta = np.asarray(jax.jacfwd(space.from_z)(jnp.asarray(z, dtype=jnp.float64)))
+    cov_theta = dtheta @ cov @ dtheta.T
+    labels = space.labels()
+    # data-only spread along the eigenvectors of the information matrix
+    evals, evecs = np.linalg.eigh(info)
+    weak = []
+    for lam, vec in zip(evals, evecs.T):
+        spread = 1.0 / np.sqrt(max(lam, 1e-300))
+        if spread > weak_threshold:
+            text, terms = _combination(vec, labels)
+            weak.append({'std': float(min(spread, 1e6)), 'combination': text,
+                         'terms': [[name, c] for name, c in terms]})
+    weak.sort(key=lambda w: -w['std'])
+    v = scale_direction(space, z)
+    scale_std = float(1.0 / np.sqrt(max(v @ info @ v, 1e-300))) if v.any() else 0.0
+    warnings = []
+    if v.any() and scale_std > scale_threshold:
+        spread = f'1-sigma {100 * min(scale_std, 1e4):.3g} % from the data'
+        if external_torque is not None and external_torque < 1e-3:
+            warnings.append(
+                'strength scale not identifiable: no exoskeleton torque in the data, so all '
+                'muscle forces and segment inertias can grow together '
+                f'({spread}); a known external torque is needed')
+        else:
+            warnings.append(
+                'strength scale poorly determined: all muscle forces and segment inertias '
+                f'growing together is only weakly constrained ({spread})')
+    if weak:
+        warnings.append(f'{len(weak)} weakly determined parameter combination(s); '
+                        'see weak_directions')
+    return Analysis(std=np.sqrt(np.clip(np.diag(cov_theta), 0, None)), std_z=std_z,
+                    residual_sigma=float(np.sqrt(2.0 * half_cost / max(n, 1))),
+                    weak=weak, scale_std=scale_std, warnings=warnings, samples=n)

@@ -1,0 +1,28 @@
+"""
+JAX configuration for the command line and the node (the model core never changes it).
+
+float64 everywhere, and a persistent compilation cache so that the JIT compilation done at
+start-up is paid once per machine and version, not on every start.
+"""
+
+import os
+
+
+def cache_dir():
+    """Folder of the persistent compilation cache (``DIFFMSM_JAX_CACHE`` overrides)."""
+    default = os.path.join(os.path.expanduser('~'), '.cache', 'diffmsm_ros', 'jax')
+    return os.environ.get('DIFFMSM_JAX_CACHE', default)
+
+
+def configure():
+    """Enable float64 and the compilation cache; safe to call more than once."""
+    import jax
+    jax.config.update('jax_enable_x64', True)
+    folder = cache_dir()
+    if folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            jax.config.update('jax_compilation_cache_dir', folder)
+            jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+        except OSError:
+            pass

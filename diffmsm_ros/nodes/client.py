@@ -1,0 +1,100 @@
+"""
+Talking to a running diffmsm node over DDS: start/stop it, listen, call its services.
+
+Used by ``diffmsm demo``, the integration tests and the benchmarks.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import yaml
+
+SERVICE_TIMEOUT = 30.0
+
+
+class Listener:
+    """Subscriptions of the demo: subject models, torques, diagnostics (thread-safe)."""
+
+    def __init__(self, node, ns='/diffmsm'):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy)
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import String
+        self.lock = threading.Lock()
+        self.models = []
+        self.torques = []
+        self.diagnostics = None
+        self.diagnostics_count = 0
+        self.ready = threading.Event()
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(String, f'{ns}/subject_model', self._model, latched)
+        node.create_subscription(JointState, f'{ns}/joint_torque', self._torque, 1000)
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
+
+    def _model(self, msg):
+        with self.lock:
+            self.models.append(msg.data)
+        self.ready.set()
+
+    def _torque(self, msg):
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.torques.append((stamp, list(msg.effort)))
+
+    def _diag(self, msg):
+        values = {}
+        for status in msg.status:
+            values[status.name] = {kv.key: kv.value for kv in status.values}
+            values[status.name]['message'] = status.message
+        with self.lock:
+            self.diagnostics = values
+            self.diagnostics_count += 1
+
+
+def start_node(params_file, log_path, extra_env=None, use_sim_time=True):
+    """Start ``diffmsm run`` in its own process (the real node over DDS)."""
+    env = dict(os.environ, **(extra_env or {}))
+    log = open(log_path, 'w', encoding='utf-8')
+    cmd = [sys.executable, '-m', 'diffmsm_ros.cli.main', 'run', '--params-file', params_file]
+    if use_sim_time:
+        cmd.append('--use-sim-time')
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def stop_node(proc, timeout=20.0):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def call_trigger(node, name, timeout=SERVICE_TIMEOUT):
+    """Call a std_srvs/Trigger service; return the response (None if it fails)."""
+    from std_srvs.srv import Trigger
+    client = node.create_client(Trigger, name)
+    if not client.wait_for_service(timeout_sec=timeout):
+        return None
+    future = client.call_async(Trigger.Request())
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    if not done.wait(timeout):
+        return None
+    return future.result()
+
+
+def write_params(path, template_spec, output_path, emg_rate, extra=None):
+    """Write a node parameters file; return its path."""
+    params = {'model.template': template_spec, 'model.output_path': output_path,
+              'emg.sample_rate': float(emg_rate)}
+    params.update(extra or {})
+    with open(path, 'w', encoding='utf-8') as fh:
+        yaml.safe_dump({'diffmsm': {'ros__parameters': params}}, fh, sort_keys=False)
+    return path

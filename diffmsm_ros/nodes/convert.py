@@ -1,0 +1,152 @@
+"""
+Message conversion between ROS 2 messages and the arrays the node computes with.
+
+Inputs are checked here: a message that cannot be used raises ``InputError`` with a short
+reason (the node counts it, reports it on /diagnostics and logs it, throttled).
+"""
+
+import math
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+
+
+class InputError(ValueError):
+    """A message that cannot be used, with the reason."""
+
+
+def stamp_to_ns(stamp):
+    """Nanoseconds of a builtin_interfaces/Time."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns):
+    """builtin_interfaces/Time of nanoseconds."""
+    ns = int(ns)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _field(msg, name, count, index, required):
+    values = getattr(msg, name)
+    if len(values) == 0:
+        if required:
+            raise InputError(f'joint_states without {name}')
+        return None
+    if len(values) != count:
+        raise InputError(f'joint_states {name} has {len(values)} values for '
+                         f'{count} names')
+    out = np.asarray(values, dtype=float)[index]
+    if not np.all(np.isfinite(out)):
+        raise InputError(f'joint_states {name} is not finite')
+    return out
+
+
+def joint_sample(msg, joints):
+    """
+    (stamp ns, q, qd or None, tau) for the model joints ``joints`` from a JointState.
+
+    Joints are matched by name; extra names are ignored; missing, duplicated names or
+    arrays whose length differs from the names are refused.  Missing effort means no
+    exoskeleton torque (zeros).
+    """
+    names = list(msg.name)
+    if len(set(names)) != len(names):
+        raise InputError('joint_states has duplicated joint names')
+    try:
+        index = [names.index(j) for j in joints]
+    except ValueError:
+        missing = [j for j in joints if j not in names]
+        raise InputError(f'joint_states lacks joints {missing}') from None
+    count = len(names)
+    q = _field(msg, 'position', count, index, True)
+    qd = _field(msg, 'velocity', count, index, False)
+    tau = _field(msg, 'effort', count, index, False)
+    if tau is None:
+        tau = np.zeros(len(joints))
+    return stamp_to_ns(msg.header.stamp), q, qd, tau
+
+
+def emg_chunk(msg, channels):
+    """Return the samples [S, channels] of a Float64MultiArray (contract layout)."""
+    data = np.asarray(msg.data, dtype=float)
+    dims = list(msg.layout.dim)
+    if not dims:
+        if data.size != channels:
+            raise InputError(f'emg without layout has {data.size} values for '
+                             f'{channels} channels')
+        return data.reshape(1, channels)
+    if len(dims) != 2:
+        raise InputError(f'emg layout has {len(dims)} dimensions, expected 2 '
+                         '(samples, channels)')
+    samples, width = int(dims[0].size), int(dims[1].size)
+    if width != channels:
+        raise InputError(f'emg has {width} channels, expected {channels}')
+    offset = int(msg.layout.data_offset)
+    if samples < 1 or data.size < offset + samples * width:
+        raise InputError(f'emg data holds {data.size} values, layout needs '
+                         f'{offset + samples * width}')
+    return data[offset:offset + samples * width].reshape(samples, width)
+
+
+def emg_joint_state(msg, channel_names):
+    """(stamp ns, samples [1, C]) of EMG sent as a JointState (name = channels)."""
+    names = list(msg.name)
+    if len(set(names)) != len(names):
+        raise InputError('emg has duplicated channel names')
+    if len(msg.position) != len(names):
+        raise InputError(f'emg has {len(msg.position)} values for {len(names)} names')
+    try:
+        index = [names.index(c) for c in channel_names]
+    except ValueError:
+        missing = [c for c in channel_names if c not in names]
+        raise InputError(f'emg lacks channels {missing}') from None
+    values = np.asarray(msg.position, dtype=float)[index]
+    return stamp_to_ns(msg.header.stamp), values.reshape(1, -1)
+
+
+def joint_message(stamp_ns, names, position, velocity, effort):
+    """Build a JointState with the given stamp and arrays."""
+    msg = JointState()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.name = list(names)
+    msg.position = [float(v) for v in position]
+    msg.velocity = [float(v) for v in velocity]
+    msg.effort = [float(v) for v in effort]
+    return msg
+
+
+def emg_message(chunk):
+    """Build a Float64MultiArray of samples [S, C] (for publishers and tests)."""
+    from std_msgs.msg import MultiArrayDimension
+    chunk = np.asarray(chunk, dtype=float)
+    msg = Float64MultiArray()
+    msg.layout.dim = [
+        MultiArrayDimension(label='samples', size=chunk.shape[0], stride=chunk.size),
+        MultiArrayDimension(label='channels', size=chunk.shape[1], stride=chunk.shape[1])]
+    msg.data = chunk.reshape(-1).tolist()
+    return msg
+
+
+LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN,
+          'ERROR': DiagnosticStatus.ERROR, 'STALE': DiagnosticStatus.STALE}
+
+
+def _value(v):
+    if isinstance(v, float):
+        return 'nan' if not math.isfinite(v) else f'{v:.6g}'
+    return str(v)
+
+
+def diagnostics(stamp, hardware_id, statuses):
+    """Build a DiagnosticArray from [(name, level, message, {key: value})]."""
+    msg = DiagnosticArray()
+    msg.header.stamp = stamp
+    for name, level, text, values in statuses:
+        status = DiagnosticStatus(level=LEVELS[level], name=name, message=text,
+                                  hardware_id=hardware_id)
+        status.values = [KeyValue(key=str(k), value=_value(v)) for k, v in values.items()]
+        msg.status.append(status)
+    return msg

@@ -1,0 +1,459 @@
+"""
+The ``diffmsm`` node: EMG and encoders in, predicted joint torques and subject models out.
+
+Callbacks only convert messages and copy them into bounded buffers; for every encoder sample
+the torque path advances the muscle activations over the EMG received since the previous
+sample and publishes the net muscle torque of the last accepted model.  The online
+identifier runs on its own thread and swaps the model when an update is accepted.  Every
+JIT compilation happens in the constructor, before the node logs that it is ready.
+"""
+
+import collections
+import math
+import os
+import sys
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from diffmsm_ros import settings
+from diffmsm_ros.files import modelfile
+from diffmsm_ros.nodes import convert
+from diffmsm_ros.nodes.identifier_worker import IdentifierWorker
+from diffmsm_ros.nodes.torque_path import EmgError, EmgIntake, TorquePath
+import numpy as np
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+
+BACKWARD_TOLERANCE = 0.05   # s: an encoder stamp older than this is a restart, not jitter
+FUTURE_TOLERANCE = 1.0      # s: stamps further ahead of the node's clock are refused
+PENDING_EMG = 1000          # EMG messages waiting for the next encoder sample
+LATENCIES = 2000            # torque-path compute times kept for the percentiles
+SENSOR_DEPTH = 200          # messages kept per sensor subscription
+GIL_SWITCH = 2e-4            # s, Python thread switch interval in the node process
+LOG_THROTTLE = 5.0          # s between log lines of one kind of bad input
+
+
+def _descriptor(name, spec):
+    desc = ParameterDescriptor(name=name, description=spec.description,
+                               read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    if spec.low is not None and isinstance(spec.default, (int, float)) and \
+            not isinstance(spec.default, bool):
+        if isinstance(spec.default, int):
+            desc.integer_range = [IntegerRange(from_value=int(spec.low),
+                                               to_value=int(spec.high), step=1)]
+        else:
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
+    return desc
+
+
+class DiffMsmNode(Node):
+    """The node of the contract (topics, services, parameters, diagnostics)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(settings.NODE_NAME, **kwargs)
+        for name, spec in settings.SPECS.items():
+            self.declare_parameter(name, spec.default, _descriptor(name, spec))
+        values = {}
+        for name in settings.SPECS:
+            values[name] = settings.check(name, self.get_parameter(name).value)
+        self.values = values
+        self._setup(values)
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self.ready = True
+        self.get_logger().info(
+            f'ready: model {self.template.model.name!r}, joints {self.joints}, '
+            f'{self.template.model.n_muscles} muscles, EMG {values["emg.kind"]} at '
+            f'{self.intake.rate:g} Hz; compiled in {self.compile_seconds:.1f} s')
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self, values):
+        from diffmsm_ros import templates
+        from diffmsm_ros.jax_setup import configure
+        configure()
+        self.ready = False
+        try:
+            self.template = templates.resolve(values['model.template'])
+        except (OSError, ValueError) as err:
+            raise settings.SettingsError(f'model.template: {err}') from None
+        model = self.template.model
+        names = [n for n in values['joints'] if n]
+        if names and sorted(names) != sorted(model.joint_names):
+            raise settings.SettingsError(f'joints {names} must name the model joints '
+                                         f'{list(model.joint_names)}')
+        self.joints = list(model.joint_names)
+        self.intake = EmgIntake(values, model.muscle_names)
+        self.channel_names = [c for c in values['emg.channels'] if c] or \
+            list(model.muscle_names)
+        config = settings.identify_config(values)
+        started = time.monotonic()
+        self.torque = TorquePath(model, self.intake.rate)
+        q0 = np.mean(np.asarray(model.skeleton.joint_range), axis=1)
+        self.torque.compile(q0, np.zeros_like(q0))
+        self.worker = IdentifierWorker(self.template, config, self._on_result,
+                                       self._on_model, self._log_error)
+        self.worker.set_enabled(values['identification.enabled'])
+        self.worker.compile()
+        self.compile_seconds = time.monotonic() - started
+
+        self.lock = threading.Lock()
+        self.emg_pending = collections.deque(maxlen=PENDING_EMG)
+        self.latency = collections.deque(maxlen=LATENCIES)
+        self.t_ref = None
+        self.last_encoder = None      # (stamp ns, q) of the previous encoder sample
+        self.last_emg_time = None     # s, newest EMG sample handed to the torque path
+        self.counts = collections.Counter()
+        self.bad = {}                 # input kind -> last reason
+        self.last_log = {}
+        self.last_result = None
+        self.encoder_receipt = None   # steady s of the last encoder / EMG message
+        self.emg_receipt = None
+        self.rate_window = {'encoders': collections.deque(maxlen=2000),
+                            'emg': collections.deque(maxlen=2000)}
+        self.stale = False
+
+        # sensor-data QoS (best effort, keep last), deep enough for 1 kHz bursts
+        sensor = QoSProfile(depth=SENSOR_DEPTH, history=HistoryPolicy.KEEP_LAST,
+                            reliability=ReliabilityPolicy.BEST_EFFORT,
+                            durability=qos_profile_sensor_data.durability)
+        if values['emg.msg_type'] == 'joint_state':
+            self.create_subscription(JointState, 'emg', self._on_emg_joint_state, sensor)
+        else:
+            self.create_subscription(Float64MultiArray, 'emg', self._on_emg_array, sensor)
+        self.create_subscription(JointState, 'joint_states', self._on_joint_states, sensor)
+        self.pub_torque = self.create_publisher(JointState, '~/joint_torque', 10)
+        self.pub_muscles = self.create_publisher(JointState, '~/muscle_states', 10)
+        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_model = self.create_publisher(String, '~/subject_model', latched)
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_service(Trigger, '~/save_model', self._on_save)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        self.create_service(SetBool, '~/enable_identification', self._on_enable)
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.diag_timer = self.create_timer(values['diagnostics_period'], self._publish_diag,
+                                            clock=self.steady)
+        self.worker.start()
+        self._publish_model(self.template)
+
+    def destroy_node(self):
+        worker = getattr(self, 'worker', None)
+        if worker is not None:
+            worker.stop()
+        return super().destroy_node()
+
+    # ------------------------------------------------------------------ helpers
+    def _now_ns(self):
+        return self.get_clock().now().nanoseconds
+
+    def _seconds(self, ns):
+        """Session seconds of a time in ns (relative to a whole-second reference)."""
+        if self.t_ref is None:
+            self.t_ref = (int(ns) // 1_000_000_000) * 1_000_000_000
+        return (int(ns) - self.t_ref) * 1e-9
+
+    def _bad_input(self, kind, reason):
+        self.counts[f'bad_{kind}'] += 1
+        self.bad[kind] = reason
+        now = time.monotonic()
+        if now - self.last_log.get(kind, -1e9) >= LOG_THROTTLE:
+            self.last_log[kind] = now
+            self.get_logger().warning(f'{kind}: {reason} (message ignored)')
+
+    def _log_error(self, text):
+        self.get_logger().error(text)
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_emg_array(self, msg):
+        try:
+            samples = convert.emg_chunk(msg, self.intake.channels)
+        except convert.InputError as err:
+            self._bad_input('emg', str(err))
+            return
+        with self.lock:
+            times = self.intake.times(self._seconds(self._now_ns()), len(samples))
+            self.emg_pending.append((times, samples))
+        self._count_rate('emg', times[-1], len(samples))
+
+    def _on_emg_joint_state(self, msg):
+        try:
+            stamp, samples = convert.emg_joint_state(msg, self.channel_names)
+        except convert.InputError as err:
+            self._bad_input('emg', str(err))
+            return
+        with self.lock:
+            times = self.intake.times(self._seconds(stamp), 1, stamped=True)
+            self.emg_pending.append((times, samples))
+        self._count_rate('emg', times[-1], 1)
+
+    def _count_rate(self, kind, t, samples):
+        self.rate_window[kind].append((t, samples))
+        if kind == 'emg':
+            self.emg_receipt = time.monotonic()
+        else:
+            self.encoder_receipt = time.monotonic()
+
+    def _on_joint_states(self, msg):
+        started = time.perf_counter()
+        try:
+            stamp, q, qd, tau = convert.joint_sample(msg, self.joints)
+        except convert.InputError as err:
+            self._bad_input('joint_states', str(err))
+            return
+        now = self._now_ns()
+        if now > 0 and stamp > now + FUTURE_TOLERANCE * 1e9:
+            self._bad_input('joint_states', 'stamp is in the future of the node clock')
+            return
+        if self.last_encoder is not None and stamp <= self.last_encoder[0]:
+            if stamp < self.last_encoder[0] - BACKWARD_TOLERANCE * 1e9:
+                self._restart_streams()
+            else:
+                self._bad_input('joint_states', 'stamp not after the previous sample')
+                return
+        t = self._seconds(stamp)
+        self.counts['encoders'] += 1
+        self._count_rate('encoders', t, 1)
+        self._drain_emg()
+        measured_qd = qd
+        if qd is None:
+            qd = np.zeros_like(q)
+            if self.last_encoder is not None:
+                dt = (stamp - self.last_encoder[0]) * 1e-9
+                qd = (q - self.last_encoder[1]) / dt
+        self.last_encoder = (stamp, q)
+        self.worker.put_encoders(t, q, measured_qd, tau)
+        stale = (self.last_emg_time is None
+                 or t - self.last_emg_time > self.values['stale_timeout'])
+        self.stale = stale
+        if stale:
+            self.counts['torque_withheld_stale'] += 1
+            return
+        torque, act, fibre, force = self.torque.outputs(q, qd)
+        if not (np.all(np.isfinite(torque)) and np.all(np.isfinite(force))):
+            self.counts['torque_withheld_nonfinite'] += 1
+            return
+        self.pub_torque.publish(convert.joint_message(stamp, self.joints, q, qd, torque))
+        self.pub_muscles.publish(convert.joint_message(
+            stamp, self.template.model.muscle_names, act, fibre, force))
+        self.counts['torque_published'] += 1
+        self.latency.append(time.perf_counter() - started)
+
+    def _drain_emg(self):
+        with self.lock:
+            pending = list(self.emg_pending)
+            self.emg_pending.clear()
+        for times, samples in pending:
+            try:
+                u = self.intake.excitations(samples)
+            except EmgError as err:
+                self._bad_input('emg', str(err))
+                continue
+            if self.last_emg_time is not None and times[0] < self.last_emg_time - \
+                    BACKWARD_TOLERANCE:
+                self.torque.reset()
+            self.torque.add_excitations(u)
+            self.worker.put_excitations(times - self.intake.lag, u)
+            self.last_emg_time = float(times[-1])
+
+    def _restart_streams(self):
+        """Time went backwards (a bag restarted): start the streams afresh."""
+        self.counts['time_jumps'] += 1
+        self.get_logger().warning('encoder time jumped backwards: buffers cleared')
+        with self.lock:
+            self.intake.reset()
+        self.torque.reset()
+        self.last_encoder = None
+        self.last_emg_time = None
+        for window in self.rate_window.values():
+            window.clear()
+
+    # ------------------------------------------------------------------ identifier
+    def _on_result(self, result):
+        self.last_result = result
+        kind = 'accepted' if result.accepted else 'rejected'
+        self.get_logger().info(
+            f'update {kind} ({result.reason}) at {result.data_time:.1f} s: fit '
+            f'{result.fit_cost:.3g}, hold-out {result.holdout_before:.3g} -> '
+            f'{result.holdout_after:.3g}, {result.seconds * 1e3:.0f} ms')
+
+    def _on_model(self, model):
+        self.torque.set_model(model)
+        sf = self.worker.current_file()
+        self._publish_model(sf)
+        if self.values['model.save_on_update']:
+            self._save(sf)
+
+    def _publish_model(self, sf):
+        self.pub_model.publish(String(data=modelfile.dumps(sf)))
+
+    def _save(self, sf):
+        path = os.path.abspath(self.values['model.output_path'])
+        try:
+            return True, str(modelfile.save_atomic(sf, path))
+        except (OSError, ValueError) as err:
+            self.get_logger().error(f'cannot save the model to {path}: {err}')
+            return False, f'cannot save to {path}: {err}'
+
+    # ------------------------------------------------------------------ services
+    def _on_save(self, request, response):
+        response.success, response.message = self._save(self.worker.current_file())
+        return response
+
+    def _on_reset(self, request, response):
+        self.worker.reset()
+        self.torque.set_model(self.template.model)
+        with self.lock:
+            self.emg_pending.clear()
+            self.intake.reset()
+        self.torque.reset()
+        self.last_encoder = None
+        self.last_emg_time = None
+        self._publish_model(self.template)
+        response.success, response.message = True, 'back to the template, buffers cleared'
+        return response
+
+    def _on_enable(self, request, response):
+        self.worker.set_enabled(request.data)
+        self.values['identification.enabled'] = bool(request.data)
+        response.success = True
+        response.message = 'identification ' + ('enabled' if request.data else 'paused')
+        return response
+
+    # ------------------------------------------------------------------ parameters
+    def _on_parameters(self, params):
+        updates = {}
+        for p in params:
+            if p.name == 'use_sim_time':
+                continue
+            spec = settings.SPECS.get(p.name)
+            if spec is None:
+                return SetParametersResult(successful=False,
+                                           reason=f'unknown parameter {p.name}')
+            if spec.read_only:
+                return SetParametersResult(successful=False,
+                                           reason=f'{p.name} is read-only')
+            try:
+                updates[p.name] = settings.check(p.name, p.value)
+            except settings.SettingsError as err:
+                return SetParametersResult(successful=False, reason=str(err))
+        self.values.update(updates)
+        if 'identification.enabled' in updates:
+            self.worker.set_enabled(updates['identification.enabled'])
+        if 'identification.period' in updates:
+            self.worker.set_period(updates['identification.period'])
+        if 'identification.iterations' in updates:
+            self.worker.set_iterations(updates['identification.iterations'])
+        if 'diagnostics_period' in updates:
+            self.diag_timer.cancel()
+            self.destroy_timer(self.diag_timer)
+            self.diag_timer = self.create_timer(updates['diagnostics_period'],
+                                                self._publish_diag, clock=self.steady)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ diagnostics
+    def _rate(self, kind):
+        window = self.rate_window[kind]
+        if len(window) < 2:
+            return float('nan')
+        span = window[-1][0] - window[0][0]
+        samples = sum(n for _, n in list(window)[1:])
+        return samples / span if span > 0 else float('nan')
+
+    def diagnostic_statuses(self):
+        """[(name, level, message, values)] describing inputs, torque and identifier."""
+        now = time.monotonic()
+        timeout = self.values['stale_timeout']
+        statuses = []
+        enc_age = now - self.encoder_receipt if self.encoder_receipt else float('inf')
+        emg_age = now - self.emg_receipt if self.emg_receipt else float('inf')
+        level, text = 'OK', 'receiving EMG and encoders'
+        if self.encoder_receipt is None and self.emg_receipt is None:
+            level, text = 'WARN', 'waiting for EMG and encoders'
+        elif self.stale or enc_age > timeout or emg_age > timeout:
+            level, text = 'ERROR', 'stale input: torque withheld'
+        if self.bad and level == 'OK':
+            level, text = 'WARN', 'bad input: ' + '; '.join(
+                f'{k}: {v}' for k, v in self.bad.items())
+        rates = {'encoder_rate_hz': self._rate('encoders'), 'emg_rate_hz': self._rate('emg')}
+        for kind, key in (('encoders', 'rates.encoders'), ('emg', 'rates.emg')):
+            expected = self.values[key]
+            measured = self._rate(kind)
+            if expected > 0 and math.isfinite(measured) and \
+                    abs(measured - expected) > 0.2 * expected and level == 'OK':
+                level, text = 'WARN', f'{kind} rate {measured:.0f} Hz, expected {expected:g}'
+        statuses.append(('diffmsm: inputs', level, text, dict(
+            rates, encoder_age_s=enc_age, emg_age_s=emg_age,
+            bad_joint_states=self.counts['bad_joint_states'], bad_emg=self.counts['bad_emg'],
+            time_jumps=self.counts['time_jumps'], emg_clipped=self.intake.clipped)))
+        lat = np.asarray(self.latency, dtype=float) * 1e3
+        pct = (np.percentile(lat, [50, 99]).tolist() + [float(lat.max())]) if lat.size \
+            else [float('nan')] * 3
+        statuses.append(('diffmsm: torque', 'ERROR' if self.stale else 'OK',
+                         'withheld (stale input)' if self.stale else 'publishing', {
+                             'encoder_samples': self.counts['encoders'],
+                             'published': self.counts['torque_published'],
+                             'withheld_stale': self.counts['torque_withheld_stale'],
+                             'withheld_nonfinite': self.counts['torque_withheld_nonfinite'],
+                             'step_ms_p50': pct[0], 'step_ms_p99': pct[1],
+                             'step_ms_max': pct[2]}))
+        ident = self.worker.ident
+        res = self.last_result
+        level = 'WARN' if self.worker.errors else 'OK'
+        text = 'paused' if not ident.enabled else (
+            'waiting for data' if res is None else res.reason)
+        statuses.append(('diffmsm: identifier', level, text, {
+            'enabled': ident.enabled, 'updates': self.worker.updates,
+            'accepted': ident.accepted, 'rejected': ident.rejected,
+            'buffer_resets': ident.resets, 'queue_dropped': self.worker.dropped,
+            'errors': self.worker.errors,
+            'loss': res.fit_cost if res else float('nan'),
+            'holdout_loss': res.holdout_after if res else float('nan'),
+            'update_s': res.seconds if res else float('nan')}))
+        return statuses
+
+    def _publish_diag(self):
+        msg = convert.diagnostics(self.get_clock().now().to_msg(), self.get_name(),
+                                  self.diagnostic_statuses())
+        self.pub_diag.publish(msg)
+
+
+def parameter_overrides(values):
+    """Build rclpy Parameters from a flat dict of values (from a params file)."""
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+def main(args=None):
+    """Entry point of ``diffmsm_node`` (ros2 run / launch)."""
+    # the torque path and the identifier thread share the GIL: hand it over often
+    sys.setswitchinterval(GIL_SWITCH)
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DiffMsmNode()
+        rclpy.spin(node)
+    except settings.SettingsError as err:
+        print(f'diffmsm_node: {err}')
+        return 2
+    except KeyboardInterrupt:
+        pass
+    except rclpy.executors.ExternalShutdownException:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

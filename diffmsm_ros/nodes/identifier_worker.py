@@ -1,0 +1,146 @@
+"""
+The online identifier on its own thread, fed through a bounded queue.
+
+The torque path hands over encoder samples and excitations (``put_*``, never blocking);
+the worker moves them into the OnlineIdentifier, runs an update every ``period`` seconds of
+data and reports each result to ``on_result`` (and accepted models to ``on_model``).  The
+queue has a fixed size: if the identifier falls behind, the oldest items are dropped and
+counted, so memory stays bounded whatever the input rate.
+"""
+
+import collections
+import dataclasses
+import threading
+import time
+import traceback
+
+from diffmsm_ros.identify.online import OnlineIdentifier
+
+QUEUE_ITEMS = 20000     # encoder samples + EMG chunks waiting for the worker
+
+
+class IdentifierWorker:
+    """Thread owning an OnlineIdentifier (see the module docstring)."""
+
+    def __init__(self, template, config, on_result=None, on_model=None, log=None):
+        self.ident = OnlineIdentifier(template, config)
+        self.period = config.period
+        self.on_result = on_result
+        self.on_model = on_model
+        self.log = log or (lambda text: None)
+        self.queue = collections.deque(maxlen=QUEUE_ITEMS)
+        self.dropped = 0
+        self.updates = 0
+        self.last_seconds = float('nan')
+        self.errors = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._commands = collections.deque()
+        self._lock = threading.Lock()
+        self._next_update = None
+        self._newest = None
+        self.busy = False
+        self.thread = threading.Thread(target=self._run, name='diffmsm-identifier',
+                                       daemon=True)
+
+    # ------------------------------------------------------------------ from other threads
+    def compile(self):  # noqa: A003 - jax.jit vocabulary
+        """Compile the identifier's jitted functions (call before start)."""
+        self.ident.compile()
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self, timeout=10.0):
+        self._stop.set()
+        self._wake.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    def _put(self, item):
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append(item)
+
+    def put_encoders(self, t, q, qd, tau):
+        self._put(('enc', t, q, qd, tau))
+        self._wake.set()
+
+    def put_excitations(self, t, u):
+        self._put(('emg', t, u))
+
+    def reset(self):
+        """Back to the template, buffers cleared (done on the worker thread)."""
+        self._commands.append('reset')
+        self._wake.set()
+
+    def set_enabled(self, enabled):
+        self.ident.enabled = bool(enabled)
+
+    def set_period(self, period):
+        self.period = float(period)
+
+    def set_iterations(self, iterations):
+        self._commands.append(('iterations', int(iterations)))
+        self._wake.set()
+
+    def current_file(self):
+        """Return the last accepted model as a SubjectFile (thread-safe)."""
+        with self._lock:
+            return self.ident.current_file()
+
+    # ------------------------------------------------------------------ worker thread
+    def _run(self):
+        while not self._stop.is_set():
+            self._wake.wait(0.05)
+            self._wake.clear()
+            try:
+                self._step()
+            except Exception as err:  # noqa: B902 - the worker must survive a bad update
+                self.errors += 1
+                self.log(f'identifier error: {err!r}\n{traceback.format_exc(limit=3)}')
+                with self._lock:
+                    self.ident.z = self.ident.good_z.copy()
+
+    def _step(self):
+        while self._commands:
+            cmd = self._commands.popleft()
+            with self._lock:
+                if cmd == 'reset':
+                    self.queue.clear()
+                    self.ident.reset()
+                    self._next_update = None
+                    self._newest = None
+                elif cmd[0] == 'iterations':
+                    self.ident.config = dataclasses.replace(self.ident.config,
+                                                            iterations=cmd[1])
+        resets = self.ident.resets
+        while self.queue:
+            item = self.queue.popleft()
+            if item[0] == 'enc':
+                self.ident.add_encoders(*item[1:])
+                self._newest = item[1]
+            else:
+                self.ident.add_excitations(*item[1:])
+        if self.ident.resets != resets:
+            self._next_update = None
+        if self._newest is None:
+            return
+        if self._next_update is None or self._newest < self._next_update - 2 * self.period:
+            self._next_update = self._newest + self.period
+        if self._newest < self._next_update or not self.ident.enabled:
+            return
+        self._next_update = self._newest + self.period
+        self.busy = True
+        started = time.perf_counter()
+        with self._lock:
+            result = self.ident.update()
+        self.busy = False
+        if result.reason == 'not enough data yet':
+            return
+        self.updates += 1
+        self.last_seconds = time.perf_counter() - started
+        if self.on_result is not None:
+            self.on_result(result)
+        if result.accepted and self.on_model is not None:
+            self.on_model(self.ident.current_model())

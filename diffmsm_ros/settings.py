@@ -1,0 +1,223 @@
+"""
+The node's parameters: names, types, defaults, ranges and which ones are read-only.
+
+One table serves the ROS node (declared with descriptors), ``diffmsm identify
+--params-file`` and ``diffmsm run``.  Parameter files use the usual ROS 2 layout
+(``diffmsm: ros__parameters: {...}``, nested keys or dotted names, ``/**`` accepted).
+"""
+
+import dataclasses
+import math
+
+import yaml
+
+NODE_NAME = 'diffmsm'
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One parameter: default, meaning, allowed range or choices, read-only flag."""
+
+    default: object
+    description: str
+    low: float = None
+    high: float = None
+    choices: tuple = ()
+    read_only: bool = False
+
+
+SPECS = {
+    'model.template': Spec('elbow', 'subject-model template: bundled name, YAML path or '
+                           'mjcf:PATH', read_only=True),
+    'model.output_path': Spec('subject_model.yaml', 'where ~/save_model (and every accepted '
+                              'update, if model.save_on_update) writes the model'),
+    'model.save_on_update': Spec(True, 'save the model atomically on every accepted update'),
+    'joints': Spec([''], "model joints to read from joint_states (empty: the template's)",
+                   read_only=True),
+    'stale_timeout': Spec(0.1, 'seconds without EMG or encoders before torque stops',
+                          low=0.001, high=10.0),
+    'diagnostics_period': Spec(1.0, 'seconds between /diagnostics messages', low=0.05,
+                               high=60.0),
+    'rates.encoders': Spec(0.0, 'expected encoder rate in Hz (0: do not check)', low=0.0,
+                           high=100000.0),
+    'rates.emg': Spec(0.0, 'expected EMG sample rate in Hz (0: do not check)', low=0.0,
+                      high=100000.0),
+    'emg.msg_type': Spec('float64_multi_array', 'EMG message type',
+                         choices=('float64_multi_array', 'joint_state'), read_only=True),
+    'emg.kind': Spec('envelope', 'envelope: excitations in [0, 1]; raw: volts',
+                     choices=('envelope', 'raw'), read_only=True),
+    'emg.sample_rate': Spec(1000.0, 'EMG samples per second per channel (Hz)', low=1.0,
+                            high=20000.0, read_only=True),
+    'emg.channels': Spec([''], 'muscle of each EMG channel, in order ("" = unused); '
+                         "empty: the template's muscles", read_only=True),
+    'emg.mvc': Spec([0.0], 'raw EMG envelope at maximum voluntary contraction (V) per '
+                    'channel; empty or 0: 1.0', read_only=True),
+    'emg.band_low': Spec(20.0, 'raw EMG band-pass low edge (Hz)', low=1.0, high=200.0,
+                         read_only=True),
+    'emg.band_high': Spec(450.0, 'raw EMG band-pass high edge (Hz)', low=50.0,
+                          high=5000.0, read_only=True),
+    'emg.lowpass': Spec(6.0, 'raw EMG envelope low-pass (Hz)', low=0.5, high=50.0,
+                        read_only=True),
+    'emg.max_value': Spec(2.0, 'largest plausible envelope value (x MVC) before a sample '
+                          'is refused', low=1.0, high=100.0),
+    'identification.enabled': Spec(True, 'update parameters online'),
+    'identification.window': Spec(10.0, 'seconds of data per update', low=1.0, high=120.0,
+                                  read_only=True),
+    'identification.period': Spec(1.0, 'seconds between updates', low=0.05, high=600.0),
+    'identification.holdout': Spec(1.0, 'most recent seconds kept out of the fit to accept '
+                                   'or reject an update', low=0.1, high=30.0, read_only=True),
+    'identification.segment': Spec(0.0, 'multiple-shooting segment length (s); 0: 0.1 for '
+                                   'envelope EMG, 0.05 for raw EMG', low=0.0, high=2.0,
+                                   read_only=True),
+    'identification.excitation_noise': Spec(
+        -1.0, 'relative 1-sigma of EMG-derived excitations, profiled per segment and muscle; '
+        '-1: 0 for envelope EMG, 0.2 for raw EMG', low=-1.0, high=1.0, read_only=True),
+    'identification.warmup': Spec(0.5, 'activation warm-up before the first segment (s)',
+                                  low=0.0, high=5.0, read_only=True),
+    'identification.iterations': Spec(3, 'Levenberg-Marquardt iterations per update',
+                                      low=1, high=100),
+    'identification.sigma_q': Spec(1e-4, 'encoder noise (rad), the angle residual scale',
+                                   low=1e-7, high=0.1, read_only=True),
+    'identification.prior_std': Spec(1.0, 'template prior spread, normalised units',
+                                     low=1e-3, high=1e3, read_only=True),
+    'identification.parameters.muscles': Spec(
+        ['max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length'],
+        'muscle parameters to identify', read_only=True),
+    'identification.parameters.segments': Spec(['mass', 'com', 'inertia'],
+                                               'segment parameters to identify',
+                                               read_only=True),
+    'identification.parameters.joints': Spec(['damping'], 'joint parameters to identify',
+                                             read_only=True),
+}
+
+
+class SettingsError(ValueError):
+    """A parameter value or file that cannot be used."""
+
+
+def check(name, value):
+    """Validate one value against its spec; returns the value (converted) or raises."""
+    spec = SPECS.get(name)
+    if spec is None:
+        raise SettingsError(f'unknown parameter {name!r}')
+    default = spec.default
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise SettingsError(f'{name} must be true or false')
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f'{name} must be a number')
+        if not math.isfinite(value):
+            raise SettingsError(f'{name} must be finite')
+        if spec.low is not None and value < spec.low or spec.high is not None and \
+                value > spec.high:
+            raise SettingsError(f'{name} = {value} is outside [{spec.low}, {spec.high}]')
+        return int(value) if isinstance(default, int) else float(value)
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f'{name} must be a list')
+        kind = type(default[0])
+        if kind is float:
+            try:
+                out = [float(v) for v in value]
+            except (TypeError, ValueError):
+                raise SettingsError(f'{name} must be a list of numbers') from None
+            if any(not math.isfinite(v) or v < 0 for v in out):
+                raise SettingsError(f'{name} values must be finite and not negative')
+            return out
+        if any(not isinstance(v, str) for v in value):
+            raise SettingsError(f'{name} must be a list of strings')
+        return list(value)
+    if not isinstance(value, str):
+        raise SettingsError(f'{name} must be a string')
+    if spec.choices and value not in spec.choices:
+        raise SettingsError(f'{name} must be one of {list(spec.choices)}, got {value!r}')
+    return value
+
+
+def defaults():
+    return {name: spec.default for name, spec in SPECS.items()}
+
+
+def _flatten(tree, prefix=''):
+    out = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + '.'))
+        else:
+            out[name] = value
+    return out
+
+
+def load_file(path, node_name=NODE_NAME):
+    """Parameters for ``node_name`` from a ROS 2 parameters file, validated (flat dict)."""
+    try:
+        with open(path, encoding='utf-8') as fh:
+            doc = yaml.safe_load(fh) or {}
+    except OSError as err:
+        raise SettingsError(f'{path}: cannot read ({err.strerror})') from None
+    except yaml.YAMLError as err:
+        raise SettingsError(f'{path}: not valid YAML ({err})') from None
+    if not isinstance(doc, dict):
+        raise SettingsError(f'{path}: expected a mapping of node names')
+    values = {}
+    for key in ('/**', node_name, '/' + node_name):
+        section = doc.get(key)
+        if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
+            values.update(_flatten(section['ros__parameters']))
+    values.pop('use_sim_time', None)
+    out = defaults()
+    for name, value in values.items():
+        try:
+            out[name] = check(name, value)
+        except SettingsError as err:
+            raise SettingsError(f'{path}: {err}') from None
+    return out
+
+
+def identify_config(values):
+    """Build an IdentifyConfig from flat parameter values."""
+    from diffmsm_ros.identify.problem import IdentifyConfig
+    names = ('window', 'period', 'holdout', 'warmup', 'iterations', 'sigma_q', 'prior_std')
+    kwargs = {n: values[f'identification.{n}'] for n in names}
+    raw = values['emg.kind'] == 'raw'
+    segment = values['identification.segment']
+    kwargs['segment'] = segment if segment > 0 else (0.05 if raw else 0.1)
+    noise = values['identification.excitation_noise']
+    kwargs['excitation_noise'] = noise if noise >= 0 else (0.2 if raw else 0.0)
+    kwargs['excitation_terms'] = 2 if raw else 1
+    kwargs['parameters'] = {
+        section: [f for f in values[f'identification.parameters.{section}'] if f]
+        for section in ('muscles', 'segments', 'joints')}
+    try:
+        return IdentifyConfig.from_dict(kwargs)
+    except (TypeError, ValueError) as err:
+        raise SettingsError(str(err)) from None
+
+
+def channel_map(values, muscle_names):
+    """Index of each muscle's EMG channel, and the channel count."""
+    channels = list(values['emg.channels'])
+    if channels == [''] or not channels:
+        channels = list(muscle_names)
+    unknown = [c for c in channels if c and c not in muscle_names]
+    if unknown:
+        raise SettingsError(f'emg.channels names muscles the model does not have: {unknown}')
+    missing = [m for m in muscle_names if m not in channels]
+    if missing:
+        raise SettingsError(f'emg.channels gives no channel to muscles {missing}')
+    if len({c for c in channels if c}) != len([c for c in channels if c]):
+        raise SettingsError('emg.channels maps a muscle to two channels')
+    return [channels.index(m) for m in muscle_names], len(channels)
+
+
+def mvc_values(values, count):
+    """MVC per channel (1.0 where unset)."""
+    mvc = list(values['emg.mvc'])
+    if mvc == [0.0] or not mvc:
+        return [1.0] * count
+    if len(mvc) != count:
+        raise SettingsError(f'emg.mvc has {len(mvc)} values for {count} channels')
+    return [v if v > 0 else 1.0 for v in mvc]

@@ -1,0 +1,121 @@
+"""Pieces of the identifier: parameter space, buffers, solvers, uncertainty, online logic."""
+
+from diffmsm_ros.identify import params, solvers, uncertainty
+from diffmsm_ros.identify.buffers import GridBuffer
+from diffmsm_ros.identify.online import OnlineIdentifier
+from diffmsm_ros.identify.problem import IdentifyConfig
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+
+def test_parameter_space_round_trip_and_coupled_coordinates(elbow):
+    space = params.make_space(elbow.model, elbow.bounds)
+    theta = params.values(elbow.model, space)
+    np.testing.assert_allclose(np.asarray(space.to_z(theta)), 0.0, atol=1e-12)
+    z = np.random.default_rng(0).normal(scale=0.2, size=space.size)
+    np.testing.assert_allclose(np.asarray(space.to_z(space.from_z(z))), z, atol=1e-10)
+    labels = space.labels()
+    # moving only the optimal fibre length keeps the operating point L_ref
+    k = labels.index('BIClong.optimal_fiber_length')
+    j = labels.index('BIClong.tendon_slack_length')
+    dz = np.zeros(space.size)
+    dz[k] = 0.2
+    moved = np.asarray(space.from_z(dz))
+    lref = [t for t in space.tendons if t[0] == j][0][3]
+    before = (lref - theta[j]) / theta[k]
+    after = (lref - moved[j]) / moved[k]
+    assert after == pytest.approx(before, rel=1e-12) and moved[j] != theta[j]
+    # applying the values back gives the same model numbers
+    model = params.apply(elbow.model, space, moved)
+    assert float(model.muscles.optimal_fiber_length[3]) == pytest.approx(moved[k])
+
+
+def test_barycentric_segment_coordinates_keep_physics(elbow):
+    space = params.make_space(elbow.model, elbow.bounds)
+    assert space.segments, 'mass, com and inertia together move in barycentric coordinates'
+    k_m, k_c, k_i = space.segments[0]
+    z = np.zeros(space.size)
+    z[k_m] = np.log(1.2)           # 20 % heavier with the same first moment
+    theta = np.asarray(space.from_z(z))
+    ref = params.values(elbow.model, space)
+    np.testing.assert_allclose(theta[k_m] * theta[list(k_c)], ref[k_m] * ref[list(k_c)])
+
+
+def test_grid_buffer_resamples_and_marks_gaps():
+    buf = GridBuffer(capacity=50, width=1, h=0.01, max_gap=0.05)
+    buf.reset(0.0)
+    for t in np.arange(0.0, 0.2, 0.004):
+        buf.push(t, [2.0 * t])
+    values, ok = buf.get(1, 10)
+    np.testing.assert_allclose(values[:, 0], 2.0 * 0.01 * np.arange(1, 11), atol=1e-12)
+    assert ok.all()
+    buf.push(0.4, [0.8])                       # a 0.2 s gap
+    values, ok = buf.get(buf.newest - 5, 6)
+    assert not ok[:-1].any() and ok[-1]
+    assert buf.push(0.3, [0.0]) == -1          # older than the previous sample
+    for t in np.arange(0.41, 3.0, 0.004):      # memory stays at its capacity
+        buf.push(t, [1.0])
+    assert buf.values.shape == (50, 1) and buf.newest - buf.oldest + 1 == 50
+
+
+def test_lm_solves_a_nonlinear_least_squares_problem():
+    target = np.array([1.5, -0.7])
+    xs = np.linspace(0, 1, 30)
+
+    def residual(z):
+        return (jnp.exp(z[0] * xs) + jnp.sin(z[1] * xs)
+                - np.exp(target[0] * xs) - np.sin(target[1] * xs))
+
+    def normal(z):
+        h, g, c, _ = solvers.normal_equations(residual, jnp.asarray(z))
+        return np.asarray(h), np.asarray(g), float(c)
+
+    def cost(z):
+        r = residual(jnp.asarray(z))
+        return float(0.5 * jnp.sum(r * r))
+
+    state = solvers.lm_init(cost, np.zeros(2), np.zeros(2), 1e6)
+    for _ in range(50):
+        state = solvers.lm_iteration(normal, cost, state, -10 * np.ones(2), 10 * np.ones(2),
+                                     np.zeros(2), 1e6)
+        if not state.accepted:
+            break
+    np.testing.assert_allclose(state.z, target, atol=1e-6)
+
+
+def test_weak_directions_and_strength_scale_are_reported(elbow):
+    space = params.make_space(elbow.model, elbow.bounds)
+    # information only along one shape parameter: everything else is weak
+    hess = np.zeros((space.size, space.size))
+    hess[1, 1] = 1e6
+    analysis = uncertainty.analyse(space, np.zeros(space.size), hess, 1.0, 10_000, 1.0,
+                                   external_torque=0.0)
+    assert analysis.std_z[1] < 1e-2 < analysis.std_z[0]
+    assert len(analysis.weak) == space.size - 1
+    assert any('not identifiable' in w for w in analysis.warnings)
+
+
+def test_online_identifier_resets_on_time_jumping_back(elbow):
+    ident = OnlineIdentifier(elbow, IdentifyConfig(window=2.0, holdout=0.5, warmup=0.2))
+    for k in range(300):
+        t = 100.0 + k * 0.002
+        ident.add_encoders(t, [1.0], [0.0], [0.0])
+        ident.add_excitations([t], [np.full(6, 0.1)])
+    assert ident.available()[1] > 100
+    ident.add_encoders(90.0, [1.0], [0.0], [0.0])   # a bag restarted
+    assert ident.resets == 1 and ident.available()[1] <= 1
+    result = ident.update()
+    assert not result.accepted and 'not enough data' in result.reason
+
+
+def test_online_identifier_refuses_invalid_candidates(elbow):
+    ident = OnlineIdentifier(elbow, IdentifyConfig())
+    z = np.zeros(ident.problem.space.size)
+    assert ident._validity(z) == ''
+    bad = z.copy()
+    bad[0] = np.nan
+    assert 'non-finite' in ident._validity(bad)
+    far = z.copy()
+    far[0] = ident.problem.space.upper[0] + 1.0
+    assert 'bounds' in ident._validity(far)

@@ -1,0 +1,254 @@
+"""
+The real node over real DDS (localhost), fed by real rosbag2 files (mcap and sqlite3).
+
+One node process (``diffmsm run --use-sim-time``) serves the module; the test process
+replays bags with ``/clock`` and listens like a robot controller would.
+"""
+
+import os
+import threading
+import time
+
+from diffmsm_ros.files import bags, modelfile
+from diffmsm_ros.identify import params
+from diffmsm_ros.nodes.client import call_trigger, Listener, start_node, stop_node
+from diffmsm_ros.nodes.client import write_params
+from diffmsm_ros.session import record
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+DURATION = 14.0
+READY_TIMEOUT = 300.0
+
+
+def wait_until(predicate, timeout, interval=0.05):
+    """Poll ``predicate`` until it holds or ``timeout`` s pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope='module')
+def sessions(tmp_path_factory, elbow):
+    """Write the same synthetic session as an mcap and as a sqlite3 bag."""
+    root = tmp_path_factory.mktemp('sessions')
+    out = {}
+    for storage in ('mcap', 'sqlite3'):
+        bag, session = record.record(elbow, str(root / storage), DURATION, seed=3,
+                                     perturb=0.1, storage=storage)
+        out[storage] = (bag, session)
+    out['truth'] = modelfile.load(str(root / 'mcap' / 'truth.yaml'))
+    return out
+
+
+@pytest.fixture(scope='module')
+def ros():
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    rclpy.init(args=['test_node_integration', '--ros-args'])
+    node = rclpy.create_node('integration_test_client')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node, executor
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope='module')
+def live(tmp_path_factory, sessions, ros):
+    """Start the node process and wait until it is ready (first subject model)."""
+    root = tmp_path_factory.mktemp('node')
+    output = str(root / 'model.yaml')
+    rate = sessions['truth'].extra['session']['emg']['sample_rate']
+    pfile = write_params(str(root / 'params.yaml'), 'elbow', output, rate, {
+        'identification.window': 5.0, 'identification.holdout': 0.5,
+        'identification.period': 1.0, 'model.save_on_update': False})
+    proc = start_node(pfile, str(root / 'node.log'))
+    node, _ = ros
+    listener = Listener(node)
+    ok = wait_until(lambda: listener.ready.is_set() or proc.poll() is not None,
+                    READY_TIMEOUT)
+    if not listener.ready.is_set():
+        stop_node(proc)
+        log = open(root / 'node.log').read()
+        pytest.fail(f'node did not become ready ({ok}):\n{log[-3000:]}')
+    yield {'proc': proc, 'listener': listener, 'node': node, 'output': output,
+           'log': str(root / 'node.log')}
+    code = stop_node(proc)
+    assert code == 0, open(root / 'node.log').read()[-3000:]
+
+
+def replay(node, bag, rate=2.0):
+    from diffmsm_ros.nodes.replay import BagReplayer
+    player = BagReplayer(node, bag, rate=rate)
+    return player.play()
+
+
+def encoder_stamps(bag):
+    stamps, first_emg = [], None
+    for topic, _, t, msg in bags.read_bag(bag):
+        if topic == '/joint_states':
+            stamps.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        elif first_emg is None:
+            first_emg = t
+    return np.array(stamps), first_emg
+
+
+def received_after(listener, start):
+    with listener.lock:
+        return [s for s, _ in listener.torques[start:]]
+
+
+def diag_value(listener, status, key):
+    with listener.lock:
+        diag = listener.diagnostics or {}
+    return diag.get(status, {}).get(key)
+
+
+def set_parameter(node, name, value):
+    """Call SetParameters on the node; return the SetParametersResult."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    client = node.create_client(SetParameters, '/diffmsm/set_parameters')
+    assert client.wait_for_service(timeout_sec=30.0)
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    done = threading.Event()
+    future = client.call_async(request)
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(30.0)
+    node.destroy_client(client)
+    return future.result().results[0]
+
+
+def call_bool(node, name, value):
+    from std_srvs.srv import SetBool
+    client = node.create_client(SetBool, name)
+    assert client.wait_for_service(timeout_sec=30.0)
+    done = threading.Event()
+    future = client.call_async(SetBool.Request(data=value))
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(30.0)
+    node.destroy_client(client)
+    return future.result()
+
+
+def late_model(node):
+    """Subject model YAML received by a subscriber created now (transient local)."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+    got = []
+    event = threading.Event()
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+    def on_model(msg):
+        got.append(msg.data)
+        event.set()
+
+    sub = node.create_subscription(String, '/diffmsm/subject_model', on_model, qos)
+    assert event.wait(30.0), 'a late subscriber got no subject model'
+    node.destroy_subscription(sub)
+    return modelfile.loads(got[-1])
+
+
+def muscle_error(sf, truth, template):
+    space = params.make_space(template.model, template.bounds,
+                              {'muscles': ['max_isometric_force', 'optimal_fiber_length',
+                                           'tendon_slack_length']})
+    a = params.values(sf.model, space)
+    t = params.values(truth.model, space)
+    return float(np.mean(np.abs(a - t) / np.abs(t))) * 100
+
+
+def check_every_sample(live, bag, rate=2.0):
+    listener = live['listener']
+    stamps, first_emg = encoder_stamps(bag)
+    expected = stamps[stamps >= first_emg]
+    with listener.lock:
+        start = len(listener.torques)
+    replay(live['node'], bag, rate)
+    wait_until(lambda: len(received_after(listener, start)) >= len(expected), 30.0)
+    got = np.array(received_after(listener, start))
+    return got, expected
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_torque_for_every_encoder_sample(live, sessions, storage, elbow):
+    bag, session = sessions[storage]
+    got, expected = check_every_sample(live, bag)
+    # one torque per encoder sample once EMG has arrived (before that it is withheld)
+    assert len(got) == len(expected), live['listener'].diagnostics
+    assert np.array_equal(np.sort(got), expected)
+    with live['listener'].lock:
+        efforts = np.array([e for _, e in live['listener'].torques[-len(got):]])
+    assert np.all(np.isfinite(efforts))
+
+
+def test_model_converges_and_reaches_late_subscriber(live, sessions, elbow):
+    truth = sessions['truth']
+    accepted = wait_until(lambda: int(diag_value(live['listener'], 'diffmsm: identifier',
+                                                 'accepted') or 0) > 0, 30.0)
+    assert accepted, 'no update accepted after two replays'
+    model = late_model(live['node'])
+    assert model.identification.get('accepted_updates', 0) >= 1
+    before = muscle_error(elbow, truth, elbow)
+    after = muscle_error(model, truth, elbow)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_save_reset_enable(live, sessions, elbow, tmp_path):
+    node = live['node']
+    reply = call_trigger(node, '/diffmsm/save_model')
+    assert reply.success and reply.message == live['output']
+    saved = modelfile.load(reply.message)
+    modelfile.check_compatible(saved, elbow)
+    # pause: a replay brings no update
+    assert call_bool(node, '/diffmsm/enable_identification', False).success
+    wait_until(lambda: diag_value(live['listener'], 'diffmsm: identifier',
+                                  'enabled') == 'False', 10.0)
+    updates = int(diag_value(live['listener'], 'diffmsm: identifier', 'updates'))
+    got, expected = check_every_sample(live, sessions['mcap'][0], rate=4.0)
+    assert len(got) == len(expected)            # torque keeps flowing
+    seen = live['listener'].diagnostics_count
+    assert wait_until(lambda: live['listener'].diagnostics_count >= seen + 2, 10.0)
+    assert int(diag_value(live['listener'], 'diffmsm: identifier', 'updates')) == updates
+    assert call_bool(node, '/diffmsm/enable_identification', True).success
+    # reset: back to the template, published to late subscribers
+    reply = call_trigger(node, '/diffmsm/reset')
+    assert reply.success
+    model = late_model(node)
+    theta = params.values(model.model, params.make_space(elbow.model, elbow.bounds))
+    assert np.allclose(theta, params.values(elbow.model,
+                                            params.make_space(elbow.model, elbow.bounds)))
+
+
+def test_parameter_updates_validated(live):
+    node = live['node']
+    out = set_parameter(node, 'stale_timeout', 100.0)
+    assert not out.successful and out.reason
+    out = set_parameter(node, 'identification.window', 3.0)      # read-only: reshapes arrays
+    assert not out.successful and out.reason
+    out = set_parameter(node, 'stale_timeout', 0.2)
+    assert out.successful
+
+
+def test_bag_restart_resets_buffers(live, sessions):
+    listener = live['listener']
+    jumps = int(diag_value(listener, 'diffmsm: inputs', 'time_jumps') or 0)
+    # the same bag twice in a row: time jumps back to its start
+    got1, expected = check_every_sample(live, sessions['mcap'][0], rate=4.0)
+    got2, _ = check_every_sample(live, sessions['mcap'][0], rate=4.0)
+    assert np.array_equal(np.sort(got2), expected)
+    assert wait_until(lambda: int(diag_value(listener, 'diffmsm: inputs', 'time_jumps')
+                                  or 0) >= jumps + 1, 10.0)
+    assert int(diag_value(listener, 'diffmsm: identifier', 'buffer_resets')) >= 1
+    assert live['proc'].poll() is None
+    assert os.path.exists(live['log'])
