@@ -40,8 +40,8 @@ def publisher(duration):
     elbow = templates.resolve('elbow')
     session = synth.simulate(elbow.model, elbow.model, 20.0, 0)
     # the session runs at the model rate (500 Hz): hold each row for two 1 kHz samples
-    q, qd, tau, u = (np.repeat(x, 2, axis=0) for x in (session.q, session.qd, session.tau_exo,
-                                                        session.u))
+    arrays = (session.q, session.qd, session.tau_exo, session.u)
+    q, qd, tau, u = (np.repeat(x, 2, axis=0) for x in arrays)
     rclpy.init(args=['latency_publisher', '--ros-args'])
     node = rclpy.create_node('latency_publisher')
     pub_j = node.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)

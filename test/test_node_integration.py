@@ -168,25 +168,45 @@ def muscle_error(sf, truth, template):
     return float(np.mean(np.abs(a - t) / np.abs(t))) * 100
 
 
-def check_every_sample(live, bag, rate=2.0):
+def check_every_sample(live, bag, rate=1.0):
+    """
+    Replay ``bag``; return (torque stamps received, encoder stamps that must have one).
+
+    Before the first EMG chunk there is no activation: those samples get no torque.  Which
+    of a sample and an EMG chunk recorded at the same instant is handled first is up to
+    DDS, so the samples up to ``BOUNDARY`` before the first chunk may go either way.
+    """
     listener = live['listener']
     stamps, first_emg = encoder_stamps(bag)
-    expected = stamps[stamps >= first_emg]
+    expected = stamps[stamps > first_emg]
     with listener.lock:
         start = len(listener.torques)
     replay(live['node'], bag, rate)
-    wait_until(lambda: len(received_after(listener, start)) >= len(expected), 30.0)
+    last = int(expected[-1])
+    wait_until(lambda: last in received_after(listener, start)[-50:], 30.0)
     got = np.array(received_after(listener, start))
-    return got, expected
+    return got, expected, first_emg
+
+
+BOUNDARY = 20_000_000   # ns
+
+
+def assert_one_per_sample(got, expected, first_emg, info=None):
+    """Every expected stamp once, nothing else except samples at the EMG start boundary."""
+    missing = np.setdiff1d(expected, got)
+    extra = np.setdiff1d(got, expected)
+    assert len(missing) == 0, (len(missing), info)
+    assert np.all((extra <= first_emg) & (extra >= first_emg - BOUNDARY)), extra - first_emg
+    assert len(np.unique(got)) == len(got)
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_torque_for_every_encoder_sample(live, sessions, storage, elbow):
     bag, session = sessions[storage]
-    got, expected = check_every_sample(live, bag)
+    got, expected, first_emg = check_every_sample(live, bag)
     # one torque per encoder sample once EMG has arrived (before that it is withheld)
-    assert len(got) == len(expected), live['listener'].diagnostics
-    assert np.array_equal(np.sort(got), expected)
+    assert_one_per_sample(got, expected, first_emg,
+                          live['listener'].diagnostics.get('diffmsm: torque'))
     with live['listener'].lock:
         efforts = np.array([e for _, e in live['listener'].torques[-len(got):]])
     assert np.all(np.isfinite(efforts))
@@ -215,8 +235,8 @@ def test_save_reset_enable(live, sessions, elbow, tmp_path):
     wait_until(lambda: diag_value(live['listener'], 'diffmsm: identifier',
                                   'enabled') == 'False', 10.0)
     updates = int(diag_value(live['listener'], 'diffmsm: identifier', 'updates'))
-    got, expected = check_every_sample(live, sessions['mcap'][0], rate=4.0)
-    assert len(got) == len(expected)            # torque keeps flowing
+    got, expected, first_emg = check_every_sample(live, sessions['mcap'][0])
+    assert_one_per_sample(got, expected, first_emg)      # torque keeps flowing
     seen = live['listener'].diagnostics_count
     assert wait_until(lambda: live['listener'].diagnostics_count >= seen + 2, 10.0)
     assert int(diag_value(live['listener'], 'diffmsm: identifier', 'updates')) == updates
@@ -244,9 +264,10 @@ def test_bag_restart_resets_buffers(live, sessions):
     listener = live['listener']
     jumps = int(diag_value(listener, 'diffmsm: inputs', 'time_jumps') or 0)
     # the same bag twice in a row: time jumps back to its start
-    got1, expected = check_every_sample(live, sessions['mcap'][0], rate=4.0)
-    got2, _ = check_every_sample(live, sessions['mcap'][0], rate=4.0)
-    assert np.array_equal(np.sort(got2), expected)
+    got1, expected, first_emg = check_every_sample(live, sessions['mcap'][0])
+    got2, _, _ = check_every_sample(live, sessions['mcap'][0])
+    assert_one_per_sample(got1, expected, first_emg)
+    assert_one_per_sample(got2, expected, first_emg)
     assert wait_until(lambda: int(diag_value(listener, 'diffmsm: inputs', 'time_jumps')
                                   or 0) >= jumps + 1, 10.0)
     assert int(diag_value(listener, 'diffmsm: identifier', 'buffer_resets')) >= 1

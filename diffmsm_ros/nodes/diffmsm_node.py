@@ -19,13 +19,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from diffmsm_ros import settings
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.nodes import convert
-from diffmsm_ros.nodes.identifier_worker import IdentifierWorker
+from diffmsm_ros.nodes.identifier_process import IdentifierProcess
 from diffmsm_ros.nodes.torque_path import EmgError, EmgIntake, TorquePath
 import numpy as np
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
 from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
@@ -38,7 +39,7 @@ BACKWARD_TOLERANCE = 0.05   # s: an encoder stamp older than this is a restart, 
 FUTURE_TOLERANCE = 1.0      # s: stamps further ahead of the node's clock are refused
 PENDING_EMG = 1000          # EMG messages waiting for the next encoder sample
 LATENCIES = 2000            # torque-path compute times kept for the percentiles
-SENSOR_DEPTH = 200          # messages kept per sensor subscription
+SENSOR_DEPTH = 1000         # messages kept per sensor subscription (1 s at 1 kHz)
 GIL_SWITCH = 2e-4            # s, Python thread switch interval in the node process
 LOG_THROTTLE = 5.0          # s between log lines of one kind of bad input
 
@@ -83,6 +84,10 @@ class DiffMsmNode(Node):
         from diffmsm_ros import templates
         from diffmsm_ros.jax_setup import configure
         configure()
+        import jax
+        if 'jax_cpu_enable_async_dispatch' in jax.config.values:
+            # run the small torque-path computations on the calling thread
+            jax.config.update('jax_cpu_enable_async_dispatch', False)
         self.ready = False
         try:
             self.template = templates.resolve(values['model.template'])
@@ -102,10 +107,14 @@ class DiffMsmNode(Node):
         self.torque = TorquePath(model, self.intake.rate)
         q0 = np.mean(np.asarray(model.skeleton.joint_range), axis=1)
         self.torque.compile(q0, np.zeros_like(q0))
-        self.worker = IdentifierWorker(self.template, config, self._on_result,
-                                       self._on_model, self._log_error)
+        self.model_yaml = modelfile.dumps(self.template)
+        self.worker = IdentifierProcess(values['model.template'], config, self._on_result,
+                                        self._on_model, self._log_error)
         self.worker.set_enabled(values['identification.enabled'])
-        self.worker.compile()
+        try:
+            self.worker.start()      # returns once the identifier process has compiled
+        except RuntimeError as err:
+            raise settings.SettingsError(str(err)) from None
         self.compile_seconds = time.monotonic() - started
 
         self.lock = threading.Lock()
@@ -146,8 +155,7 @@ class DiffMsmNode(Node):
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.diag_timer = self.create_timer(values['diagnostics_period'], self._publish_diag,
                                             clock=self.steady)
-        self.worker.start()
-        self._publish_model(self.template)
+        self._publish_model(self.model_yaml)
 
     def destroy_node(self):
         worker = getattr(self, 'worker', None)
@@ -289,27 +297,29 @@ class DiffMsmNode(Node):
             f'{result.fit_cost:.3g}, hold-out {result.holdout_before:.3g} -> '
             f'{result.holdout_after:.3g}, {result.seconds * 1e3:.0f} ms')
 
-    def _on_model(self, model):
+    def _on_model(self, model, text):
+        """Swap in an accepted model (called on the identifier receiver thread)."""
         self.torque.set_model(model)
-        sf = self.worker.current_file()
-        self._publish_model(sf)
+        self.model_yaml = text
+        self._publish_model(text)
         if self.values['model.save_on_update']:
-            self._save(sf)
+            self._save(text)
 
-    def _publish_model(self, sf):
-        self.pub_model.publish(String(data=modelfile.dumps(sf)))
+    def _publish_model(self, text):
+        self.pub_model.publish(String(data=text))
 
-    def _save(self, sf):
+    def _save(self, text):
         path = os.path.abspath(self.values['model.output_path'])
         try:
-            return True, str(modelfile.save_atomic(sf, path))
-        except (OSError, ValueError) as err:
+            modelfile.write_text_atomic(path, text)
+            return True, path
+        except OSError as err:
             self.get_logger().error(f'cannot save the model to {path}: {err}')
             return False, f'cannot save to {path}: {err}'
 
     # ------------------------------------------------------------------ services
     def _on_save(self, request, response):
-        response.success, response.message = self._save(self.worker.current_file())
+        response.success, response.message = self._save(self.model_yaml)
         return response
 
     def _on_reset(self, request, response):
@@ -321,7 +331,8 @@ class DiffMsmNode(Node):
         self.torque.reset()
         self.last_encoder = None
         self.last_emg_time = None
-        self._publish_model(self.template)
+        self.model_yaml = modelfile.dumps(self.template)
+        self._publish_model(self.model_yaml)
         response.success, response.message = True, 'back to the template, buffers cleared'
         return response
 
@@ -409,19 +420,16 @@ class DiffMsmNode(Node):
                              'withheld_nonfinite': self.counts['torque_withheld_nonfinite'],
                              'step_ms_p50': pct[0], 'step_ms_p99': pct[1],
                              'step_ms_max': pct[2]}))
-        ident = self.worker.ident
+        stats = dict(self.worker.stats)
         res = self.last_result
-        level = 'WARN' if self.worker.errors else 'OK'
-        text = 'paused' if not ident.enabled else (
+        level = 'WARN' if stats['errors'] else 'OK'
+        text = 'paused' if not stats['enabled'] else (
             'waiting for data' if res is None else res.reason)
-        statuses.append(('diffmsm: identifier', level, text, {
-            'enabled': ident.enabled, 'updates': self.worker.updates,
-            'accepted': ident.accepted, 'rejected': ident.rejected,
-            'buffer_resets': ident.resets, 'queue_dropped': self.worker.dropped,
-            'errors': self.worker.errors,
-            'loss': res.fit_cost if res else float('nan'),
-            'holdout_loss': res.holdout_after if res else float('nan'),
-            'update_s': res.seconds if res else float('nan')}))
+        statuses.append(('diffmsm: identifier', level, text, dict(
+            stats, queue_dropped=stats['queue_dropped'] + self.worker.dropped,
+            loss=res.fit_cost if res else float('nan'),
+            holdout_loss=res.holdout_after if res else float('nan'),
+            update_s=res.seconds if res else float('nan'))))
         return statuses
 
     def _publish_diag(self):
@@ -443,13 +451,15 @@ def main(args=None):
     node = None
     try:
         node = DiffMsmNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
     except settings.SettingsError as err:
         print(f'diffmsm_node: {err}')
         return 2
     except KeyboardInterrupt:
         pass
-    except rclpy.executors.ExternalShutdownException:
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:

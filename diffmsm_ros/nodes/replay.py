@@ -2,8 +2,10 @@
 Publish a rosbag2 (mcap or sqlite3) with ``/clock``, for machines without ``ros2 bag``.
 
 Messages keep their serialized bytes from the bag and are published with the types the bag
-names; ``/clock`` is set to each message's bag time just before it is published, so a node
-with ``use_sim_time`` sees the recorded time line.  ``rate`` scales the pace (2.0 = twice as
+names; ``/clock`` is set to a message's bag time just before it is published (before every
+EMG-like message without a header stamp, otherwise at most every ``clock_period`` of bag
+time), so a node with ``use_sim_time`` sees the recorded time line without a flood of
+clock messages.  ``rate`` scales the pace (2.0 = twice as
 fast); the wall-clock pacing is the only waiting done.
 """
 
@@ -25,12 +27,15 @@ def message_class(msgtype):
 class BagReplayer:
     """Replays one bag through publishers of ``node`` (see the module docstring)."""
 
-    def __init__(self, node, path, rate=1.0, topics=None, clock=True, qos_depth=1000):
+    def __init__(self, node, path, rate=1.0, topics=None, clock=True, qos_depth=1000,
+                 clock_period=0.005, clock_topics=('/emg',)):
         if not rate > 0:
             raise ValueError('rate must be positive')
         self.node = node
         self.path = str(path)
         self.rate = float(rate)
+        self.clock_period_ns = int(clock_period * 1e9)
+        self.clock_topics = set(clock_topics)
         self.clock = node.create_publisher(Clock, '/clock', 10) if clock else None
         self.publishers = {}
         self.classes = {}
@@ -52,6 +57,7 @@ class BagReplayer:
         """Publish the bag once, paced; returns the number of messages published."""
         count = 0
         started = None
+        last_clock = None
         with Reader(self.path) as reader:
             conns = [c for c in reader.connections if c.topic in self.publishers]
             for conn, stamp, raw in reader.messages(connections=conns):
@@ -63,7 +69,10 @@ class BagReplayer:
                 wait = due - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-                if self.clock is not None:
+                if self.clock is not None and (
+                        last_clock is None or conn.topic in self.clock_topics
+                        or stamp - last_clock >= self.clock_period_ns):
+                    last_clock = stamp
                     msg = Clock()
                     msg.clock.sec, msg.clock.nanosec = divmod(int(stamp), 1_000_000_000)
                     self.clock.publish(msg)

@@ -58,13 +58,13 @@ class EmgIntake:
 
         Chunks of a stream at ``emg.sample_rate`` are laid end to end; the sample clock is
         re-anchored on the receipt time when the two disagree by more than a few chunks
-        (start, a gap, a restart) or when it would put samples in the future.
+        (start, a gap, a restart); smaller differences are receipt jitter.
         """
         dt = 1.0 / self.rate
         if not stamped and self.next_time is not None:
             predicted = self.next_time + (count - 1) * dt
             tolerance = max(0.05, 3.0 * count * dt)
-            if last - tolerance <= predicted <= last + 1e-9:
+            if abs(predicted - last) <= tolerance:
                 last = predicted
         self.next_time = last + dt
         return last - dt * np.arange(count - 1, -1, -1)

@@ -1,0 +1,198 @@
+"""
+The online identifier in a child process, so that it never holds the torque path's GIL.
+
+The node hands over encoder samples and excitations (``put_*``: appended to a batch, sent
+every ``FLUSH_PERIOD`` s of wall time, never blocking); the child runs an IdentifierWorker
+(its own update thread) and sends back every update result, the accepted models (numpy
+pytree and YAML text) and counters.  Queues are bounded: if the child falls behind, the
+oldest batches are dropped and counted.
+"""
+
+import multiprocessing
+import queue
+import threading
+import time
+import traceback
+
+FLUSH_PERIOD = 0.02     # s between batches sent to the child
+MAX_BATCHES = 2000      # batches waiting for the child (about 40 s of data)
+READY_TIMEOUT = 900.0   # s for the child to compile
+
+
+def _child(template_spec, config, inbox, outbox):
+    """Child process: run an IdentifierWorker fed from ``inbox``."""
+    try:
+        from diffmsm_ros import templates
+        from diffmsm_ros.files import modelfile
+        from diffmsm_ros.jax_setup import configure
+        from diffmsm_ros.nodes.identifier_worker import IdentifierWorker
+        configure()
+        template = templates.resolve(template_spec)
+
+        def on_result(result):
+            outbox.put(('result', result.__dict__, worker_stats()))
+
+        def on_model(model):
+            outbox.put(('model', model, modelfile.dumps(worker.current_file()),
+                        worker_stats()))
+
+        def log(text):
+            outbox.put(('log', text))
+
+        worker = IdentifierWorker(template, config, on_result, on_model, log)
+
+        def worker_stats():
+            ident = worker.ident
+            return {'enabled': ident.enabled, 'updates': worker.updates,
+                    'accepted': ident.accepted, 'rejected': ident.rejected,
+                    'buffer_resets': ident.resets, 'queue_dropped': worker.dropped,
+                    'errors': worker.errors}
+
+        worker.compile()
+        worker.start()
+        outbox.put(('ready', worker_stats()))
+        last_stats = time.monotonic()
+        while True:
+            try:
+                batch = inbox.get(timeout=0.5)
+            except queue.Empty:
+                batch = []
+            for item in batch:
+                kind = item[0]
+                if kind == 'enc':
+                    worker.put_encoders(*item[1:])
+                elif kind == 'emg':
+                    worker.put_excitations(*item[1:])
+                elif kind == 'reset':
+                    worker.reset()
+                elif kind == 'enabled':
+                    worker.set_enabled(item[1])
+                elif kind == 'period':
+                    worker.set_period(item[1])
+                elif kind == 'iterations':
+                    worker.set_iterations(item[1])
+                elif kind == 'stop':
+                    worker.stop()
+                    outbox.put(('stopped',))
+                    return
+            if time.monotonic() - last_stats > 0.5:
+                last_stats = time.monotonic()
+                outbox.put(('stats', worker_stats()))
+    except Exception:  # noqa: B902 - report anything to the parent, then end
+        outbox.put(('failed', traceback.format_exc()))
+
+
+class IdentifierProcess:
+    """Parent side (see the module docstring); callbacks run on a receiver thread."""
+
+    def __init__(self, template_spec, config, on_result=None, on_model=None, log=None):
+        ctx = multiprocessing.get_context('spawn')
+        self.inbox = ctx.Queue(MAX_BATCHES)
+        self.outbox = ctx.Queue()
+        self.process = ctx.Process(target=_child, args=(template_spec, config, self.inbox,
+                                                        self.outbox),
+                                   name='diffmsm-identifier', daemon=True)
+        self.on_result = on_result
+        self.on_model = on_model
+        self.log = log or (lambda text: None)
+        self.stats = {'enabled': True, 'updates': 0, 'accepted': 0, 'rejected': 0,
+                      'buffer_resets': 0, 'queue_dropped': 0, 'errors': 0}
+        self.dropped = 0
+        self.model_yaml = None
+        self._batch = []
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self._receiver = threading.Thread(target=self._receive, name='diffmsm-id-receiver',
+                                          daemon=True)
+        self._stopped = threading.Event()
+
+    def start(self):
+        """Start the child and wait until it compiled (raises RuntimeError if it failed)."""
+        self.process.start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                msg = self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError('the identifier process ended during start-up')
+                if time.monotonic() > deadline:
+                    raise RuntimeError('the identifier process did not become ready')
+                continue
+            if msg[0] == 'ready':
+                self.stats.update(msg[1])
+                break
+            if msg[0] == 'failed':
+                raise RuntimeError(f'the identifier process failed:\n{msg[1]}')
+        self._receiver.start()
+
+    def stop(self, timeout=10.0):
+        self._send([('stop',)])
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout)
+        self._stopped.set()
+
+    # ------------------------------------------------------------------ to the child
+    def _send(self, items):
+        try:
+            self.inbox.put_nowait(items)
+        except queue.Full:
+            self.dropped += 1
+
+    def _add(self, item):
+        with self._lock:
+            self._batch.append(item)
+            now = time.monotonic()
+            if now - self._last_flush < FLUSH_PERIOD:
+                return
+            batch, self._batch, self._last_flush = self._batch, [], now
+        self._send(batch)
+
+    def put_encoders(self, t, q, qd, tau):
+        self._add(('enc', t, q, qd, tau))
+
+    def put_excitations(self, t, u):
+        self._add(('emg', t, u))
+
+    def reset(self):
+        with self._lock:
+            self._batch = []
+        self._send([('reset',)])
+
+    def set_enabled(self, enabled):
+        self.stats['enabled'] = bool(enabled)
+        self._send([('enabled', bool(enabled))])
+
+    def set_period(self, period):
+        self._send([('period', float(period))])
+
+    def set_iterations(self, iterations):
+        self._send([('iterations', int(iterations))])
+
+    # ------------------------------------------------------------------ from the child
+    def _receive(self):
+        while not self._stopped.is_set():
+            try:
+                msg = self.outbox.get(timeout=0.5)
+            except (queue.Empty, EOFError, OSError):
+                if not self.process.is_alive() and not self._stopped.is_set():
+                    self.stats['errors'] += 1
+                    self.log('the identifier process ended unexpectedly')
+                    return
+                continue
+            kind = msg[0]
+            if kind in ('result', 'model', 'stats', 'ready'):
+                self.stats.update(msg[-1])
+            if kind == 'result' and self.on_result is not None:
+                from diffmsm_ros.identify.online import UpdateResult
+                self.on_result(UpdateResult(**msg[1]))
+            elif kind == 'model':
+                self.model_yaml = msg[2]
+                if self.on_model is not None:
+                    self.on_model(msg[1], msg[2])
+            elif kind in ('log', 'failed'):
+                self.log(msg[1])
+            elif kind == 'stopped':
+                return
