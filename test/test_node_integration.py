@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-DURATION = 14.0
+DURATION = 20.0
 READY_TIMEOUT = 300.0
 
 
@@ -69,7 +69,6 @@ def live(tmp_path_factory, sessions, ros):
     output = str(root / 'model.yaml')
     rate = sessions['truth'].extra['session']['emg']['sample_rate']
     pfile = write_params(str(root / 'params.yaml'), 'elbow', output, rate, {
-        'identification.window': 5.0, 'identification.holdout': 0.5,
         'identification.period': 1.0, 'model.save_on_update': False})
     proc = start_node(pfile, str(root / 'node.log'))
     node, _ = ros

@@ -116,6 +116,9 @@ def demo(args):
         print(f'{label:40s} {th_0[k]:11.5g} {th_i[k]:11.5g} {th_t[k]:11.5g} {err:8.3f}')
     t0_ns = record.T0_NS
     rel, matched, total = torque_error(torques, session, t0_ns, truth.model.timestep)
+    half = t0_ns + int(0.5 * duration * 1e9)
+    rel_late, _, _ = torque_error([x for x in torques if x[0] >= half], session, t0_ns,
+                                  truth.model.timestep)
     ident = diag.get('diffmsm: identifier', {})
     tq = diag.get('diffmsm: torque', {})
     start_err = np.mean(np.abs(th_0 - th_t)[muscles] / np.abs(th_t[muscles])) * 100
@@ -123,7 +126,8 @@ def demo(args):
         f'muscle parameters: mean error {np.mean(errors):.3f} % (max {np.max(errors):.3f} %),'
         f' template was {start_err:.2f} % off',
         f'torques received: {matched} for {total} encoder samples; predicted muscle torque '
-        f'RMSE {100 * rel:.2f} % of its RMS over the whole session (template model at first)',
+        f'RMSE {100 * rel_late:.2f} % of its RMS over the second half of the session '
+        f'({100 * rel:.1f} % over the whole session, the template model at first)',
         f'identifier: {ident.get("updates", "?")} updates, {ident.get("accepted", "?")} '
         f'accepted, {ident.get("rejected", "?")} rejected, last update '
         f'{float(ident.get("update_s", "nan")) * 1e3:.0f} ms; {models} subject models '

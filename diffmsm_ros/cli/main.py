@@ -4,6 +4,8 @@ import argparse
 import sys
 
 from diffmsm_ros.cli import commands, demo, live
+from diffmsm_ros.files.modelfile import ModelFileError
+from diffmsm_ros.settings import SettingsError
 
 
 def build_parser():
@@ -71,7 +73,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except commands.UserError as err:
+    except (commands.UserError, ModelFileError, SettingsError) as err:
         print(f'diffmsm {args.command}: error: {err}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ import numpy as np
 
 MAX_DELAY = 0.2          # s of EMG kept before the window for the EMG delay
 BACKWARD_TOLERANCE = 0.05  # s: an older sample than this is a restart, not jitter
+GLOBAL_AFTER = 5         # rejected updates in a row before the robust start is retried
 EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
 
 
@@ -55,7 +56,9 @@ class OnlineIdentifier:
         capacity = total + self.history + int(round(2.0 / self.h))
         required = np.r_[np.ones(self.nq), np.zeros(self.nq), np.ones(self.nq)].astype(bool)
         self.encoders = GridBuffer(capacity, 3 * self.nq, self.h, required=required)
-        self.emg = GridBuffer(capacity, self.nm, self.h, hold=True)
+        # linear interpolation: EMG stamped a fraction of a sample off the grid (receipt
+        # times) stays a fraction of a sample off, instead of a whole sample late
+        self.emg = GridBuffer(capacity, self.nm, self.h)
         self.z = np.zeros(self.problem.space.size)
         self.good_z = self.z.copy()
         self.enabled = True
@@ -63,6 +66,7 @@ class OnlineIdentifier:
         self.rejected = 0
         self.resets = 0
         self.needs_global = True
+        self.rejections_in_row = 0
         self.last_analysis = None
         self.last_result = None
         self.last_time = {}
@@ -163,20 +167,21 @@ class OnlineIdentifier:
         if self.needs_global:
             z0 = self.problem.initialise(self.z, fit)
             candidates.append(self._lm(z0, fit))
-        costs = [self.problem.cost(z, fit) for z in candidates]
-        best = int(np.nanargmin(np.where(np.isfinite(costs), costs, np.inf))) \
-            if np.any(np.isfinite(costs)) else 0
-        z_new, fit_cost = candidates[best], costs[best]
+        costs = [self.problem.cost(z, fit) if not self._validity(z) else np.inf
+                 for z in candidates]
         end, _ = self.available()
         data_time = self.encoders.origin + end * self.h
-        problem = self._validity(z_new)
-        if problem:
+        if not np.any(np.isfinite(costs)):
             self._rollback()
-            return self._done(UpdateResult(False, problem, fit_cost, before,
-                                           data_time=data_time), started)
+            self._note_rejection()
+            return self._done(UpdateResult(False, self._validity(candidates[0]) or
+                                           'non-finite cost', data_time=data_time), started)
+        best = int(np.argmin(costs))
+        z_new, fit_cost = candidates[best], costs[best]
         after = self.problem.cost(z_new, hold)
         if not np.isfinite(after) or not after < before:
             self.rejected += 1
+            self._note_rejection()
             return self._done(UpdateResult(
                 False, 'did not lower the hold-out error', fit_cost, before, after,
                 data_time=data_time), started)
@@ -184,12 +189,20 @@ class OnlineIdentifier:
         self.good_z = z_new.copy()
         self.accepted += 1
         self.needs_global = False
+        self.rejections_in_row = 0
         hess, _, half, count = self.problem.normal(self.z, fit)
         self.last_analysis = uncertainty.analyse(
             self.problem.space, self.z, hess, half, count, self.config.prior_std,
             external_torque=external_torque_rms(fit))
         return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
                                        data_time=data_time), started)
+
+    def _note_rejection(self):
+        """After ``GLOBAL_AFTER`` rejections in a row, try the robust start again."""
+        self.rejections_in_row += 1
+        if self.rejections_in_row >= GLOBAL_AFTER:
+            self.needs_global = True
+            self.rejections_in_row = 0
 
     def _lm(self, z0, win):
         state = self.problem.lm_init(z0, win)

@@ -37,6 +37,7 @@ from std_srvs.srv import SetBool, Trigger
 
 BACKWARD_TOLERANCE = 0.05   # s: an encoder stamp older than this is a restart, not jitter
 FUTURE_TOLERANCE = 1.0      # s: stamps further ahead of the node's clock are refused
+ENCODER_WALLS = 200         # recent (publish wall time, stamp) pairs of encoder messages
 PENDING_EMG = 1000          # EMG messages waiting for the next encoder sample
 LATENCIES = 2000            # torque-path compute times kept for the percentiles
 SENSOR_DEPTH = 1000         # messages kept per sensor subscription (1 s at 1 kHz)
@@ -119,6 +120,8 @@ class DiffMsmNode(Node):
 
         self.lock = threading.Lock()
         self.emg_pending = collections.deque(maxlen=PENDING_EMG)
+        self.emg_unstamped = collections.deque(maxlen=PENDING_EMG)
+        self.encoder_walls = collections.deque(maxlen=ENCODER_WALLS)
         self.latency = collections.deque(maxlen=LATENCIES)
         self.t_ref = None
         self.last_encoder = None      # (stamp ns, q) of the previous encoder sample
@@ -137,11 +140,15 @@ class DiffMsmNode(Node):
         sensor = QoSProfile(depth=SENSOR_DEPTH, history=HistoryPolicy.KEEP_LAST,
                             reliability=ReliabilityPolicy.BEST_EFFORT,
                             durability=qos_profile_sensor_data.durability)
+        # encoders first: when both are ready, rclpy takes them in creation order, so an
+        # EMG chunk is stamped after the encoder samples recorded before it
+        self.create_subscription(JointState, 'joint_states',
+                                 _with_info(self._on_joint_states), sensor)
         if values['emg.msg_type'] == 'joint_state':
             self.create_subscription(JointState, 'emg', self._on_emg_joint_state, sensor)
         else:
-            self.create_subscription(Float64MultiArray, 'emg', self._on_emg_array, sensor)
-        self.create_subscription(JointState, 'joint_states', self._on_joint_states, sensor)
+            self.create_subscription(Float64MultiArray, 'emg', _with_info(self._on_emg_array),
+                                     sensor)
         self.pub_torque = self.create_publisher(JointState, '~/joint_torque', 10)
         self.pub_muscles = self.create_publisher(JointState, '~/muscle_states', 10)
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
@@ -185,16 +192,21 @@ class DiffMsmNode(Node):
         self.get_logger().error(text)
 
     # ------------------------------------------------------------------ callbacks
-    def _on_emg_array(self, msg):
+    def _on_emg_array(self, msg, info):
         try:
             samples = convert.emg_chunk(msg, self.intake.channels)
         except convert.InputError as err:
             self._bad_input('emg', str(err))
             return
+        published = _publish_wall(info)
+        now = self._now_ns()
+        if published is None and now <= 0:
+            # use_sim_time and no /clock yet: the receipt time means nothing
+            self._bad_input('emg', 'no clock yet (use_sim_time without /clock)')
+            return
         with self.lock:
-            times = self.intake.times(self._seconds(self._now_ns()), len(samples))
-            self.emg_pending.append((times, samples))
-        self._count_rate('emg', times[-1], len(samples))
+            self.emg_unstamped.append((published, now, samples))
+        self.emg_receipt = time.monotonic()
 
     def _on_emg_joint_state(self, msg):
         try:
@@ -214,7 +226,7 @@ class DiffMsmNode(Node):
         else:
             self.encoder_receipt = time.monotonic()
 
-    def _on_joint_states(self, msg):
+    def _on_joint_states(self, msg, info):
         started = time.perf_counter()
         try:
             stamp, q, qd, tau = convert.joint_sample(msg, self.joints)
@@ -234,6 +246,10 @@ class DiffMsmNode(Node):
         t = self._seconds(stamp)
         self.counts['encoders'] += 1
         self._count_rate('encoders', t, 1)
+        published = _publish_wall(info)
+        if published is not None:
+            self.encoder_walls.append((published, stamp))
+        self._stamp_emg(published)
         self._drain_emg()
         measured_qd = qd
         if qd is None:
@@ -259,6 +275,29 @@ class DiffMsmNode(Node):
         self.counts['torque_published'] += 1
         self.latency.append(time.perf_counter() - started)
 
+    def _stamp_emg(self, newest_wall):
+        """
+        Give unstamped EMG chunks their time on the encoders' time line.
+
+        A chunk's publish time (wall clock, from the middleware) is placed between the
+        publish times of the encoder messages around it and given the stamp interpolated
+        between theirs, so processing order and lag do not move it.  Without publish times
+        (older rclpy) the node clock at processing is used.
+        """
+        with self.lock:
+            while self.emg_unstamped:
+                published, now, samples = self.emg_unstamped[0]
+                if published is None or not self.encoder_walls:
+                    receipt = now
+                elif newest_wall is not None and published > newest_wall:
+                    break          # published after the newest encoder: wait for the next
+                else:
+                    receipt = _interpolate_stamp(self.encoder_walls, published)
+                self.emg_unstamped.popleft()
+                times = self.intake.times(self._seconds(receipt), len(samples))
+                self.emg_pending.append((times, samples))
+                self.rate_window['emg'].append((times[-1], len(samples)))
+
     def _drain_emg(self):
         with self.lock:
             pending = list(self.emg_pending)
@@ -282,6 +321,7 @@ class DiffMsmNode(Node):
         self.get_logger().warning('encoder time jumped backwards: buffers cleared')
         with self.lock:
             self.intake.reset()
+            self.encoder_walls.clear()
         self.torque.reset()
         self.last_encoder = None
         self.last_emg_time = None
@@ -327,6 +367,8 @@ class DiffMsmNode(Node):
         self.torque.set_model(self.template.model)
         with self.lock:
             self.emg_pending.clear()
+            self.emg_unstamped.clear()
+            self.encoder_walls.clear()
             self.intake.reset()
         self.torque.reset()
         self.last_encoder = None
@@ -408,7 +450,8 @@ class DiffMsmNode(Node):
         statuses.append(('diffmsm: inputs', level, text, dict(
             rates, encoder_age_s=enc_age, emg_age_s=emg_age,
             bad_joint_states=self.counts['bad_joint_states'], bad_emg=self.counts['bad_emg'],
-            time_jumps=self.counts['time_jumps'], emg_clipped=self.intake.clipped)))
+            time_jumps=self.counts['time_jumps'], emg_clipped=self.intake.clipped,
+            emg_clock_anchors=self.intake.anchors, **_offset_stats(self.intake.offsets))))
         lat = np.asarray(self.latency, dtype=float) * 1e3
         pct = (np.percentile(lat, [50, 99]).tolist() + [float(lat.max())]) if lat.size \
             else [float('nan')] * 3
@@ -436,6 +479,46 @@ class DiffMsmNode(Node):
         msg = convert.diagnostics(self.get_clock().now().to_msg(), self.get_name(),
                                   self.diagnostic_statuses())
         self.pub_diag.publish(msg)
+
+
+def _with_info(callback):
+    """Return the callback where rclpy passes MessageInfo, else one that passes None."""
+    from rclpy.subscription import Subscription
+    if hasattr(Subscription, 'CallbackType'):
+        return callback
+    return lambda msg: callback(msg, None)
+
+
+def _publish_wall(info):
+    """Publish time (ns, wall clock) of a message from its MessageInfo, if known."""
+    if not info:
+        return None
+    value = info.get('source_timestamp') if isinstance(info, dict) else None
+    return int(value) if value else None
+
+
+def _interpolate_stamp(walls, wall):
+    """Interpolate the encoder stamp (ns) at publish time ``wall`` from (wall, stamp)."""
+    pairs = list(walls)
+    for (w0, s0), (w1, s1) in zip(reversed(pairs[:-1]), reversed(pairs[1:])):
+        if w0 <= wall <= w1:
+            if w1 == w0:
+                return s1
+            return s0 + (s1 - s0) * (wall - w0) / (w1 - w0)
+    w_last, s_last = pairs[-1]
+    if wall >= w_last:
+        return s_last
+    return pairs[0][1]
+
+
+def _offset_stats(offsets):
+    """Receipt time minus EMG sample clock (ms): min, median, max of recent chunks."""
+    values = np.asarray(offsets, dtype=float) * 1e3
+    if not values.size:
+        return {}
+    return {'emg_receipt_lag_ms_min': float(values.min()),
+            'emg_receipt_lag_ms_p50': float(np.median(values)),
+            'emg_receipt_lag_ms_max': float(values.max())}
 
 
 def parameter_overrides(values):

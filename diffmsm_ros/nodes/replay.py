@@ -53,8 +53,19 @@ class BagReplayer:
         if not self.publishers:
             raise ValueError(f'{self.path}: no topics to replay')
 
+    def wait_for_subscribers(self, timeout=5.0):
+        """Wait until every topic (and /clock) has a subscriber, at most ``timeout`` s."""
+        pubs = list(self.publishers.values()) + ([self.clock] if self.clock else [])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in pubs):
+                return True
+            time.sleep(0.01)
+        return False
+
     def play(self, should_stop=lambda: False):
         """Publish the bag once, paced; returns the number of messages published."""
+        self.wait_for_subscribers()
         count = 0
         started = None
         last_clock = None

@@ -9,6 +9,7 @@ activations, normalised fibre velocities and muscle forces (N, positive pulls) o
 current model.  Its JAX functions are compiled in ``compile()``, before the node is ready.
 """
 
+import collections
 import threading
 
 from diffmsm_ros import settings
@@ -19,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 CHUNK_SIZES = (1, 8, 32, 128, 512)   # padded EMG chunk lengths (one compile each)
+ANCHOR_CHUNKS = 50                   # chunks per median refinement of the EMG clock
+MAX_LAG = 1.0                        # s of processing lag before the EMG clock restarts
 MAX_EMG_DELAY = 0.2                  # s, the largest EMG delay the torque path applies
 
 
@@ -41,6 +44,9 @@ class EmgIntake:
                 (values['emg.band_low'], values['emg.band_high']), values['emg.lowpass'])
         self.next_time = None
         self.clipped = 0
+        self.anchors = 0                   # times the sample clock was (re)anchored
+        self.recent = []                   # receipt offsets since the last refinement
+        self.offsets = collections.deque(maxlen=500)   # receipt - sample clock (s)
 
     @property
     def lag(self):
@@ -49,6 +55,7 @@ class EmgIntake:
 
     def reset(self):
         self.next_time = None
+        self.recent = []
         if self.filter is not None:
             self.filter.reset()
 
@@ -56,16 +63,37 @@ class EmgIntake:
         """
         Stamp each sample of a chunk (s) whose newest sample arrived at ``last``.
 
-        Chunks of a stream at ``emg.sample_rate`` are laid end to end; the sample clock is
-        re-anchored on the receipt time when the two disagree by more than a few chunks
-        (start, a gap, a restart); smaller differences are receipt jitter.
+        Chunks of a stream at ``emg.sample_rate`` are laid end to end on a sample clock.
+        The clock is anchored on the first chunk's receipt time ``last`` and then follows
+        the sample count, so receipt jitter and processing lag do not move the samples;
+        every ``ANCHOR_CHUNKS`` chunks it moves by the median receipt offset; it is
+        re-anchored when receipt runs ahead of it by more than a few chunks (a gap, or
+        a device clock drifting from the node's) or behind it by more than ``MAX_LAG`` (a
+        restart).
         """
         dt = 1.0 / self.rate
-        if not stamped and self.next_time is not None:
+        if stamped:
+            self.next_time = last + dt
+            return last - dt * np.arange(count - 1, -1, -1)
+        if self.next_time is not None:
             predicted = self.next_time + (count - 1) * dt
-            tolerance = max(0.05, 3.0 * count * dt)
-            if abs(predicted - last) <= tolerance:
+            offset = last - predicted
+            self.offsets.append(offset)
+            # receipt behind the clock is processing lag (up to MAX_LAG); ahead of it by
+            # more than a few chunks, or far behind, means a gap or a restart
+            if -MAX_LAG <= offset <= max(0.05, 3.0 * count * dt):
+                self.recent.append(offset)
+                if len(self.recent) >= ANCHOR_CHUNKS:
+                    # refine the anchor by the median receipt offset (jitter cancels)
+                    predicted += float(np.median(self.recent))
+                    self.recent = []
                 last = predicted
+            else:
+                self.anchors += 1
+                self.recent = []
+        else:
+            self.anchors += 1
+            self.recent = []
         self.next_time = last + dt
         return last - dt * np.arange(count - 1, -1, -1)
 

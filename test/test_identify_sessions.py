@@ -1,0 +1,218 @@
+"""
+Identification of whole sessions: MuJoCo-simulated subjects, offline, online and the CLI.
+
+The hidden subject is the elbow template with its muscle and bone parameters 10 % off; MuJoCo
+(not our own model) simulates it wearing the exoskeleton, with encoder noise and envelope
+EMG.  One 60 s session is simulated once and shared by the offline and the online tests.
+"""
+
+import subprocess
+import sys
+import time
+
+from diffmsm_ros import settings
+from diffmsm_ros.files import modelfile
+from diffmsm_ros.identify import offline, online, params
+from diffmsm_ros.model import dynamics
+from diffmsm_ros.session import record, subjects, synth
+import jax
+import numpy as np
+import pytest
+
+MUSCLE_FIELDS = ('max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length')
+ENCODER_NOISE = 1e-4      # rad
+SESSION = 60.0            # s, the exoskeleton session (offline and online tests)
+EXO_OFF_SESSION = 15.0    # s, enough to show that the strength scale is not identifiable
+CLI_SESSION = 20.0        # s
+REPORT_FILES = ('angle.png', 'torque.png', 'parameters.png', 'summary.md')
+
+
+def muscle_errors(model, truth):
+    """Absolute % errors of the muscle parameters [field, muscle] against ``truth``."""
+    return np.array([100 * np.abs(np.asarray(getattr(model.muscles, f)) - np.asarray(
+        getattr(truth.muscles, f))) / np.abs(np.asarray(getattr(truth.muscles, f)))
+        for f in MUSCLE_FIELDS])
+
+
+def theta_errors(space, theta, truth):
+    """Absolute % errors of the muscle entries of ``theta`` (parameter space order)."""
+    mask = space.mask(lambda e: e.section == 'muscles' and e.field in MUSCLE_FIELDS)
+    truth_theta = params.values(truth, space)
+    return 100 * np.abs(np.asarray(theta) - truth_theta)[mask] / np.abs(truth_theta[mask])
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def envelope_values(model):
+    """Return node settings for envelope EMG at the model rate (the recordings below)."""
+    values = settings.defaults()
+    values['emg.sample_rate'] = 1.0 / model.timestep
+    return values
+
+
+def simulate(elbow, elbow_xml, duration, exo_on=True):
+    """Return the hidden subject, its MuJoCo session and run, and its recording."""
+    from diffmsm_ros.session import mujoco_sim
+    truth = subjects.perturb(elbow, 0.1, np.random.default_rng(11))
+    session, run = mujoco_sim.simulate_session(
+        elbow_xml, elbow, truth, duration, 3, noise=ENCODER_NOISE,
+        controller=synth.ExoController(exo_on=exo_on))
+    assert np.all(np.isfinite(session.q))
+    recording = record.recording_from_session(session, with_velocity=False)
+    assert np.all(np.isnan(recording.velocity))
+    return truth, session, run, recording
+
+
+def identify(template, recording):
+    started = time.monotonic()
+    sf, history, info = offline.identify_recording(
+        template, recording, envelope_values(template.model), progress=False)
+    return sf, history, info, time.monotonic() - started
+
+
+@pytest.fixture(scope='module')
+def exo_session(elbow, elbow_xml):
+    """Run the 60 s exoskeleton session of the hidden subject in MuJoCo."""
+    return simulate(elbow, elbow_xml, SESSION)
+
+
+@pytest.fixture(scope='module')
+def exo_identified(elbow, exo_session):
+    """Identify the exoskeleton session offline from the unperturbed template."""
+    return identify(elbow, exo_session[3])
+
+
+@pytest.mark.slow
+@pytest.mark.mujoco
+def test_offline_mujoco_session_with_exo(elbow, exo_session, exo_identified):
+    truth, _, run, _ = exo_session
+    sf, history, _, seconds = exo_identified
+    start_error = muscle_errors(elbow.model, truth.model).mean()
+    err = muscle_errors(sf.model, truth.model)
+    model = sf.model
+    torque = np.asarray(jax.jit(jax.vmap(lambda q, qd, a: dynamics.muscle_torque(
+        model, q, qd, a)))(run.q, run.qd, run.act))
+    torque_error = 100 * rms(torque - run.tau_muscle) / rms(run.tau_muscle)
+    print(f'\nMuJoCo session with exo, {SESSION:.0f} s: template error {start_error:.2f} %; '
+          f'identified muscle error mean {err.mean():.3f} %, '
+          f'max {err.max():.3f} %; muscle torque RMSE {torque_error:.3f} % of its RMS '
+          f'{rms(run.tau_muscle):.2f} N m; identified in {seconds:.1f} s, '
+          f'{sum(history.accepted)} of {len(history.accepted)} online updates accepted '
+          f'({", ".join(sorted(set(history.reason)))})')
+    assert start_error > 5.0       # the template really is off
+    assert np.all(np.isfinite(err))
+    assert err.mean() <= 1.0
+    assert torque_error <= 2.0
+    # the session is long enough to pin the strength scale: no such warning
+    assert not any('strength scale' in w for w in sf.identification['warnings'])
+
+
+@pytest.mark.slow
+@pytest.mark.mujoco
+def test_offline_mujoco_session_exo_off_flags_strength(elbow, elbow_xml, tmp_path):
+    truth, _, run, recording = simulate(elbow, elbow_xml, EXO_OFF_SESSION, exo_on=False)
+    assert np.all(run.tau_exo == 0.0)
+    sf, _, _, seconds = identify(elbow, recording)
+    path = modelfile.save_atomic(sf, tmp_path / 'model.yaml')
+    saved = modelfile.load(path)
+    ident = saved.identification
+    warnings = [w for w in ident['warnings'] if 'strength scale not identifiable' in w]
+    forces = np.asarray(saved.model.muscles.max_isometric_force)
+    true_forces = np.asarray(truth.model.muscles.max_isometric_force)
+    sigma = np.array([saved.std['muscles'][name]['max_isometric_force']
+                      for name in saved.model.muscle_names])
+    relative = 100 * sigma / forces
+    force_error = 100 * np.abs(forces - true_forces) / true_forces
+    print(f'\nMuJoCo session without exo torque, {EXO_OFF_SESSION:.0f} s, identified in '
+          f'{seconds:.1f} s: strength scale 1-sigma {100 * ident["strength_scale_std"]:.1f} %,'
+          f' max_isometric_force 1-sigma {relative.min():.2f}..{relative.max():.2f} %, error '
+          f'{force_error.min():.2f}..{force_error.max():.2f} %')
+    for w in ident['warnings']:
+        print(f'  warning: {w}')
+    assert len(warnings) == 1
+    assert ident['strength_scale_std'] > 0.05
+    # honest uncertainty: every strength is reported as uncertain, and the truth is inside
+    assert np.all(relative > 1.0)
+    assert np.all(force_error <= 3 * relative)
+
+
+@pytest.mark.slow
+@pytest.mark.mujoco
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    'not met yet: from a 30 % start on MuJoCo data the online identifier reaches about '
+    '14 % by 60 s (the robust start on one 10 s window often lands in a wrong basin; it is '
+    'retried after 5 rejected updates); the 10 % case is met offline and in the demo'))
+def test_online_from_thirty_percent_spread(elbow, exo_session):
+    truth, _, _, recording = exo_session
+    start = subjects.perturb(truth, 0.3, np.random.default_rng(4))
+    start_error = muscle_errors(start.model, truth.model).mean()
+    values = envelope_values(elbow.model)
+    ident = online.OnlineIdentifier(start, settings.identify_config(values))
+    started = time.monotonic()
+    ident.compile()   # as the node does before going live
+    compile_seconds = time.monotonic() - started
+    excitations, emg_t = offline.excitations_from_recording(recording, values,
+                                                            elbow.model.muscle_names)
+    history = offline.replay(ident, recording, excitations, 1.0, paced=True, emg_t=emg_t)
+    space = ident.problem.space
+    print(f'\nonline from a {start_error:.1f} % start (compiled in {compile_seconds:.1f} s): '
+          'session time, compute time, outcome, muscle error')
+    errors = []
+    for t, theta, seconds, reason in zip(history.time, history.theta, history.seconds,
+                                         history.reason):
+        errors.append(theta_errors(space, theta, truth.model).mean())
+        if reason != 'not enough data yet':
+            print(f'  {t:5.1f} s {1e3 * seconds:7.0f} ms  {reason:34s} {errors[-1]:7.3f} %')
+    print(f'  {sum(history.accepted)} accepted of {len(history.accepted)} updates, error at '
+          f'{history.time[-1]:.1f} s: {errors[-1]:.3f} %')
+    assert start_error > 10.0      # a real spread
+    assert history.time[-1] >= SESSION - 1.0
+    assert errors[-1] <= 2.0
+    # the published model is the last accepted one
+    np.testing.assert_allclose(muscle_errors(ident.current_model(), truth.model).mean(),
+                               errors[-1], rtol=1e-6)
+
+
+def diffmsm(*args, timeout=600):
+    cmd = [sys.executable, '-m', 'diffmsm_ros.cli.main', *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_cli_simulate_then_identify(tmp_path, elbow):
+    session = tmp_path / 'session'
+    done = diffmsm('simulate', '--out', session, '--duration', CLI_SESSION, '--seed', 2)
+    assert done.returncode == 0, done.stderr
+    out, report = tmp_path / 'M.yaml', tmp_path / 'report'
+    started = time.monotonic()
+    done = diffmsm('identify', session / 'bag', '--template', 'elbow', '--out', out,
+                   '--report', report, '--truth', session / 'truth.yaml', '--quiet')
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    model, truth = modelfile.load(out), modelfile.load(session / 'truth.yaml')
+    modelfile.check_compatible(model, elbow)
+    err = muscle_errors(model.model, truth.model)
+    print(f'\nCLI, {CLI_SESSION:.0f} s session: identify ran {seconds:.1f} s; muscle error '
+          f'mean {err.mean():.3f} %, max {err.max():.3f} %')
+    assert err.max() <= 2.0
+    assert 'identified' in done.stdout and 'error %' in done.stdout
+    for name in REPORT_FILES:
+        assert (report / name).is_file(), name
+        assert (report / name).stat().st_size > 0
+        if name.endswith('.png'):
+            assert (report / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    summary = (report / 'summary.md').read_text()
+    assert 'error_percent' in summary
+    assert all(f'{m}.{f}' in summary for m in elbow.model.muscle_names for f in MUSCLE_FIELDS)
+
+
+@pytest.mark.slow
+def test_cli_identify_missing_bag(tmp_path):
+    missing = tmp_path / 'no_such_bag'
+    done = diffmsm('identify', missing, '--out', tmp_path / 'M.yaml', '--quiet', timeout=120)
+    assert done.returncode == 2
+    assert f'diffmsm identify: error: no bag at {missing}' in done.stderr
+    assert 'Traceback' not in done.stderr
+    assert not (tmp_path / 'M.yaml').exists()
