@@ -9,6 +9,7 @@ oldest batches are dropped and counted.
 """
 
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -16,11 +17,19 @@ import traceback
 
 FLUSH_PERIOD = 0.02     # s between batches sent to the child
 MAX_BATCHES = 2000      # batches waiting for the child (about 40 s of data)
+CHILD_NICENESS = 10      # scheduling priority of the identifier below the torque path
 READY_TIMEOUT = 900.0   # s for the child to compile
 
 
 def _child(template_spec, config, inbox, outbox):
     """Child process: run an IdentifierWorker fed from ``inbox``."""
+    # background work: lower priority and one XLA thread, so the torque path keeps a core
+    try:
+        os.nice(CHILD_NICENESS)
+    except OSError:
+        pass
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               ' --xla_cpu_multi_thread_eigen=false').strip()
     try:
         from diffmsm_ros import templates
         from diffmsm_ros.files import modelfile
