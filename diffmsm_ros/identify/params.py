@@ -115,28 +115,12 @@ class ParamSpace:
         only; with another fibre length the slack length itself is clamped.
         """
         z = np.clip(np.asarray(z, dtype=float), self.lower, self.upper)
-        if self.segments:
-            z = self._physical_inertia(z)
         for k, k_l0, l0_fixed, l_ref, lo, hi in self.tendons:
             l0 = self.reference[k_l0] * np.exp(z[k_l0]) if k_l0 >= 0 else l0_fixed
             c_lo, c_hi = (l_ref - hi) / l0, (l_ref - lo) / l0
             c = np.clip(self.reference[k] + self.scale[k] * z[k], c_lo, c_hi)
             z[k] = (c - self.reference[k]) / self.scale[k]
         return z
-
-    def _physical_inertia(self, z):
-        """Move each segment's inertia (about its centre of mass) to a physical one."""
-        theta = np.array(self.from_z(z))
-        changed = False
-        for k_m, _, k_i in self.segments:
-            six = theta[list(k_i)]
-            fixed = physical_inertia(six)
-            if fixed is not None:
-                theta[list(k_i)] = fixed
-                changed = True
-        if not changed:
-            return z
-        return np.clip(np.asarray(self.to_z(theta)), self.lower, self.upper)
 
     def slack_ok(self, k_t, c, l0):
         """Whether slack coordinate values c (with fibre lengths l0, m) are in bounds."""
@@ -148,32 +132,6 @@ class ParamSpace:
 
     def mask(self, predicate):
         return np.array([bool(predicate(e)) for e in self.entries])
-
-
-MIN_PRINCIPAL = 1e-3   # smallest principal moment, as a fraction of the largest
-
-
-def physical_inertia(six):
-    """
-    Project an inertia (xx yy zz xy xz yz, kg m^2) onto physical ones, or None if it is one.
-
-    Physical: positive principal moments (at least ``MIN_PRINCIPAL`` of the largest) that
-    satisfy the triangle inequality; the principal axes are kept.
-    """
-    xx, yy, zz, xy, xz, yz = (float(v) for v in six)
-    tensor = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-    if not np.all(np.isfinite(tensor)):
-        return None
-    values, vectors = np.linalg.eigh(tensor)
-    top = max(float(values.max()), 1e-12)
-    fixed = np.maximum(values, MIN_PRINCIPAL * top)
-    for i in range(3):
-        others = fixed.sum() - fixed[i]
-        fixed[i] = min(fixed[i], others)
-    if np.allclose(fixed, values, rtol=0, atol=1e-15):
-        return None
-    t = vectors @ np.diag(fixed) @ vectors.T
-    return np.array([t[0, 0], t[1, 1], t[2, 2], t[0, 1], t[0, 2], t[1, 2]])
 
 
 def _parallel_axis(com):
