@@ -36,6 +36,8 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/identify.py
+	$(BIN)/python bench/protocol.py
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) build install log demo_output *.egg-info

@@ -51,18 +51,20 @@ def _jitted(problem, name, build):
     return cache[name]
 
 
+def _muscle_kinematics(model, win):
+    """Muscle lengths, velocities, moment arms and activations over a window."""
+    def one(q, qd):
+        length, velocity = jax.jvp(lambda x: dynamics.muscle_lengths(model, x), (q,), (qd,))
+        return length, velocity, dynamics.moment_arms(model, q)
+
+    length, velocity, arm = jax.vmap(one)(win.q, win.qd)
+    a = excitation.activations(model, excitation.excitations(model, win), win.h)
+    return length, velocity, arm, a
+
+
 def _kinematics_fn(problem):
     def run(z, win):
-        model = problem.model_at(z)
-
-        def one(q, qd):
-            length, velocity = jax.jvp(lambda x: dynamics.muscle_lengths(model, x), (q,),
-                                       (qd,))
-            return length, velocity, dynamics.moment_arms(model, q)
-
-        length, velocity, arm = jax.vmap(one)(win.q, win.qd)
-        a = excitation.activations(model, excitation.excitations(model, win), win.h)
-        return length, velocity, arm, a
+        return _muscle_kinematics(problem.model_at(z), win)
 
     return run
 
@@ -137,16 +139,20 @@ def fit_curves(problem, z, wins, ridge=1e-6):
     return curves, idx, coef[at:]
 
 
+def _unit_muscle(problem, base, m, k_l0, k_t, dl, dr):
+    """Muscle m with a 1 N strength, its L0 moved by dl (log) and operating length by dr."""
+    zz = base.at[k_l0].add(dl).at[k_t].add(dr / jnp.asarray(problem.space.scale)[k_t])
+    mus = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[m], problem.model_at(zz).muscles)
+    return dataclasses.replace(mus, max_isometric_force=jnp.ones((), base.dtype))
+
+
 def _grid_fn(problem, fibre_grid):
     """Curve misfit over the (fibre length, operating length) grid for one muscle."""
     def run(z, m, k_l0, k_t, lengths, w, target):
         base = jnp.asarray(z)
 
         def cost(dl, dr):
-            zz = base.at[k_l0].add(dl).at[k_t].add(dr / jnp.asarray(problem.space.scale)[k_t])
-            mus = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[m],
-                                         problem.model_at(zz).muscles)
-            unit = dataclasses.replace(mus, max_isometric_force=jnp.ones((), base.dtype))
+            unit = _unit_muscle(problem, base, m, k_l0, k_t, dl, dr)
             zero = jnp.zeros_like(lengths)
 
             def active(speed):
@@ -217,10 +223,7 @@ def _sweep_fn(problem, fibre_grid):
         base = jnp.asarray(z)
 
         def cost(dl, dr):
-            zz = base.at[k_l0].add(dl).at[k_t].add(dr / jnp.asarray(problem.space.scale)[k_t])
-            mus = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[m],
-                                         problem.model_at(zz).muscles)
-            unit = dataclasses.replace(mus, max_isometric_force=jnp.ones((), base.dtype))
+            unit = _unit_muscle(problem, base, m, k_l0, k_t, dl, dr)
             force, _ = muscles.forces(unit, a[:, m], length[:, m], velocity[:, m])
             g = arm[:, m, :] * force[:, None]                     # torque per newton of F0
             strength = jnp.clip(-jnp.sum(residual0 * g) / (jnp.sum(g * g) + 1e-30), 0.0)
@@ -236,14 +239,7 @@ def _sweep_fn(problem, fibre_grid):
 def _torque_parts_fn(problem):
     def run(z, win, qdd):
         model = problem.model_at(z)
-
-        def one(q, qd):
-            length, velocity = jax.jvp(lambda x: dynamics.muscle_lengths(model, x), (q,),
-                                       (qd,))
-            return length, velocity, dynamics.moment_arms(model, q)
-
-        length, velocity, arm = jax.vmap(one)(win.q, win.qd)
-        a = excitation.activations(model, excitation.excitations(model, win), win.h)
+        length, velocity, arm, a = _muscle_kinematics(model, win)
         forces, _ = muscles.forces(model.muscles, a, length, velocity)
         rest = win.tau_exo - jax.vmap(lambda q, qd, acc: dynamics.inverse_dynamics(
             model, q, qd, acc))(win.q, win.qd, qdd)

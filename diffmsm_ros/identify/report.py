@@ -79,6 +79,17 @@ def write_summary(path, rows, notes):
         fh.write('\n'.join(lines) + '\n')
 
 
+def _save(fig, axes, folder, name):
+    """Label the time axis, save the figure as folder/name (PNG) and close it."""
+    import matplotlib.pyplot as plt
+    axes[-1, 0].set_xlabel('session time (s)')
+    fig.tight_layout()
+    path = os.path.join(folder, name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_report(folder, template_model, model, win, grid, history, space, std, notes,
                  truth_theta=None):
     """Write the plots and summary.md into ``folder``; returns the file paths."""
@@ -96,11 +107,7 @@ def write_report(folder, template_model, model, win, grid, history, space, std, 
         ax.plot(t, sim[:, j], 'C1', lw=0.8, label='identified model (restarted every 1 s)')
         ax.set_ylabel(f'{name} (rad)')
         ax.legend(loc='upper right')
-    axes[-1, 0].set_xlabel('session time (s)')
-    fig.tight_layout()
-    paths.append(os.path.join(folder, 'angle.png'))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, axes, folder, 'angle.png'))
 
     tau_t = muscle_torque_series(template_model, win)
     tau_i = muscle_torque_series(model, win)
@@ -112,11 +119,7 @@ def write_report(folder, template_model, model, win, grid, history, space, std, 
         ax.plot(t, np.asarray(win.tau_exo)[:, j], 'k:', lw=0.8, label='exoskeleton (measured)')
         ax.set_ylabel(f'{name} torque (N m)')
         ax.legend(loc='upper right')
-    axes[-1, 0].set_xlabel('session time (s)')
-    fig.tight_layout()
-    paths.append(os.path.join(folder, 'torque.png'))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, axes, folder, 'torque.png'))
 
     fields = ['max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length']
     fig, axes = plt.subplots(len(fields), 1, figsize=(10, 3 * len(fields)), squeeze=False)
@@ -138,11 +141,7 @@ def write_report(folder, template_model, model, win, grid, history, space, std, 
                            ls='--', lw=0.8)
         ax.set_ylabel(f'{field}\n(% of template)')
         ax.legend(loc='upper right', fontsize=7, ncol=3)
-    axes[-1, 0].set_xlabel('session time (s)')
-    fig.tight_layout()
-    paths.append(os.path.join(folder, 'parameters.png'))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, axes, folder, 'parameters.png'))
 
     theta = np.asarray(space.from_z(space.to_z(_values(model, space))))
     rows = summary_rows(space, ref, theta, std, truth_theta)
