@@ -231,8 +231,10 @@ def test_save_reset_enable(live, sessions, elbow, tmp_path):
     modelfile.check_compatible(saved, elbow)
     # pause: a replay brings no update
     assert call_bool(node, '/diffmsm/enable_identification', False).success
-    wait_until(lambda: diag_value(live['listener'], 'diffmsm: identifier',
-                                  'enabled') == 'False', 10.0)
+    # paused once the identifier process confirms it and no update is in flight
+    assert wait_until(lambda: diag_value(live['listener'], 'diffmsm: identifier', 'enabled')
+                      == 'False' and diag_value(live['listener'], 'diffmsm: identifier',
+                                                'busy') == 'False', 60.0)
     updates = int(diag_value(live['listener'], 'diffmsm: identifier', 'updates'))
     got, expected, first_emg = check_every_sample(live, sessions['mcap'][0])
     assert_one_per_sample(got, expected, first_emg)      # torque keeps flowing
@@ -272,3 +274,57 @@ def test_bag_restart_resets_buffers(live, sessions):
     assert int(diag_value(listener, 'diffmsm: identifier', 'buffer_resets')) >= 1
     assert live['proc'].poll() is None
     assert os.path.exists(live['log'])
+
+
+def test_bad_input_corpus(live, sessions, elbow):
+    """Bad messages: no crash, the expected diagnostic each, exact torques afterwards."""
+    from diffmsm_ros.nodes import convert
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+    node, listener = live['node'], live['listener']
+    pub_j = node.create_publisher(JointState, '/joint_states', 10)
+    pub_e = node.create_publisher(Float64MultiArray, '/emg', 10)
+    assert wait_until(lambda: pub_j.get_subscription_count() > 0 and
+                      pub_e.get_subscription_count() > 0, 10.0)
+    joint = list(elbow.model.joint_names)
+    t0 = record.T0_NS + int(DURATION * 1e9)      # the node's clock is at the bag's end
+
+    def counts():
+        return (int(diag_value(listener, 'diffmsm: inputs', 'bad_joint_states') or 0),
+                int(diag_value(listener, 'diffmsm: inputs', 'bad_emg') or 0))
+
+    def fresh_counts():
+        seen = listener.diagnostics_count
+        assert wait_until(lambda: listener.diagnostics_count >= seen + 2, 10.0)
+        return counts()
+
+    bad_j0, bad_e0 = fresh_counts()
+    with listener.lock:
+        torques_before = len(listener.torques)
+    bad_joints = [
+        convert.joint_message(t0, joint, [float('nan')], [0.0], [0.0]),       # NaN
+        convert.joint_message(t0, ['other'], [1.0], [0.0], [0.0]),            # missing joint
+        convert.joint_message(t0, joint * 2, [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]),  # duplicated
+        convert.joint_message(t0, joint, [1.0, 2.0], [0.0], [0.0]),           # unequal lengths
+        convert.joint_message(t0 + 1000 * 10 ** 9, joint, [1.0], [0.0], [0.0]),  # future
+    ]
+    for msg in bad_joints:
+        pub_j.publish(msg)
+    bad_emg = [convert.emg_message(np.zeros((10, 3))),                       # wrong channels
+               convert.emg_message(np.full((10, 6), np.nan)),                # NaN
+               convert.emg_message(np.full((10, 6), 5.0))]                   # out of range
+    for msg in bad_emg:
+        pub_e.publish(msg)
+    # a good encoder sample lets the node process the queued EMG
+    pub_j.publish(convert.joint_message(t0 + 500_000_000, joint, [1.0], [0.0], [0.0]))
+    assert wait_until(lambda: counts()[0] >= bad_j0 + len(bad_joints) and
+                      counts()[1] >= bad_e0 + len(bad_emg), 15.0), counts()
+    assert live['proc'].poll() is None
+    with listener.lock:
+        late = [e for _, e in listener.torques[torques_before:]]
+    assert np.all(np.isfinite(np.array(late, dtype=float)))
+    # good data again: exact torques
+    got, expected, first_emg = check_every_sample(live, sessions['mcap'][0])
+    assert_one_per_sample(got, expected, first_emg)
+    node.destroy_publisher(pub_j)
+    node.destroy_publisher(pub_e)

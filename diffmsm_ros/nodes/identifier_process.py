@@ -52,7 +52,7 @@ def _child(template_spec, config, inbox, outbox):
 
         def worker_stats():
             ident = worker.ident
-            return {'enabled': ident.enabled, 'updates': worker.updates,
+            return {'enabled': ident.enabled, 'busy': worker.busy, 'updates': worker.updates,
                     'accepted': ident.accepted, 'rejected': ident.rejected,
                     'buffer_resets': ident.resets, 'queue_dropped': worker.dropped,
                     'errors': worker.errors}
@@ -104,7 +104,7 @@ class IdentifierProcess:
         self.on_result = on_result
         self.on_model = on_model
         self.log = log or (lambda text: None)
-        self.stats = {'enabled': True, 'updates': 0, 'accepted': 0, 'rejected': 0,
+        self.stats = {'enabled': True, 'busy': False, 'updates': 0, 'accepted': 0, 'rejected': 0,
                       'buffer_resets': 0, 'queue_dropped': 0, 'errors': 0}
         self.dropped = 0
         self.model_yaml = None
@@ -171,7 +171,7 @@ class IdentifierProcess:
         self._send([('reset',)])
 
     def set_enabled(self, enabled):
-        self.stats['enabled'] = bool(enabled)
+        # stats['enabled'] changes when the child confirms it (after any queued data)
         self._send([('enabled', bool(enabled))])
 
     def set_period(self, period):
