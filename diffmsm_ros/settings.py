@@ -197,11 +197,15 @@ def identify_config(values):
         raise SettingsError(str(err)) from None
 
 
+def channel_list(values, muscle_names):
+    """Muscle of each EMG channel, in order ('' = unused); default: the muscles."""
+    channels = list(values['emg.channels'])
+    return channels if channels and channels != [''] else list(muscle_names)
+
+
 def channel_map(values, muscle_names):
     """Index of each muscle's EMG channel, and the channel count."""
-    channels = list(values['emg.channels'])
-    if channels == [''] or not channels:
-        channels = list(muscle_names)
+    channels = channel_list(values, muscle_names)
     unknown = [c for c in channels if c and c not in muscle_names]
     if unknown:
         raise SettingsError(f'emg.channels names muscles the model does not have: {unknown}')

@@ -6,9 +6,9 @@ their own error type (never a crash, never a NaN handed on).
 """
 
 from diffmsm_ros import settings
+from diffmsm_ros.emg.intake import EmgError, EmgIntake
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.nodes import convert
-from diffmsm_ros.nodes.torque_path import EmgError, EmgIntake
 from hypothesis import given, HealthCheck, settings as hsettings, strategies as st
 import numpy as np
 import pytest

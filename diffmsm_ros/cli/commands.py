@@ -102,14 +102,11 @@ def joint_names(values, model):
 
 def emg_channels(values, model):
     from diffmsm_ros import settings
-    channels = list(values['emg.channels'])
-    if channels == [''] or not channels:
-        channels = list(model.muscle_names)
     try:
         settings.channel_map(values, model.muscle_names)
     except settings.SettingsError as err:
         raise UserError(str(err)) from None
-    return channels
+    return settings.channel_list(values, model.muscle_names)
 
 
 def identify(args):

@@ -11,7 +11,7 @@ import sys
 import time
 
 from diffmsm_ros import settings as settings_mod
-from diffmsm_ros.emg.envelope import EnvelopeFilter
+from diffmsm_ros.emg.intake import EmgIntake
 from diffmsm_ros.identify import uncertainty
 from diffmsm_ros.identify.online import external_torque_rms, OnlineIdentifier, subject_file
 from diffmsm_ros.identify.window import from_arrays, resample, slice_window
@@ -37,19 +37,16 @@ def excitations_from_recording(recording, values, muscle_names):
     Raw EMG is filtered causally; envelope times are moved back by the low-pass group delay
     (the lag the filter adds), so identification sees excitations where they happened.
     """
-    index, count = settings_mod.channel_map(values, muscle_names)
+    intake = EmgIntake(values, muscle_names)
     emg = np.asarray(recording.emg, dtype=float)
-    if emg.shape[1] != count:
+    if emg.shape[1] != intake.channels:
         raise settings_mod.SettingsError(
-            f'the recording has {emg.shape[1]} EMG channels, emg.channels lists {count}')
-    times = np.asarray(recording.emg_t, dtype=float)
-    if values['emg.kind'] == 'raw':
-        filt = EnvelopeFilter(values['emg.sample_rate'], settings_mod.mvc_values(values, count),
-                              (values['emg.band_low'], values['emg.band_high']),
-                              values['emg.lowpass'])
-        emg = filt.process(emg)
-        times = times - filt.delay
-    return np.clip(emg[:, index], 0.0, 1.0), times
+            f'the recording has {emg.shape[1]} EMG channels, emg.channels lists '
+            f'{intake.channels}')
+    if intake.filter is not None:
+        emg = intake.filter.process(emg)
+    times = np.asarray(recording.emg_t, dtype=float) - intake.lag
+    return np.clip(emg[:, intake.index], 0.0, 1.0), times
 
 
 class Progress:

@@ -92,18 +92,21 @@ def emg_chunk(msg, channels):
 
 
 def emg_joint_state(msg, channel_names):
-    """(stamp ns, samples [1, C]) of EMG sent as a JointState (name = channels)."""
+    """
+    Return (stamp ns, samples [1, C]) of EMG sent as a JointState (name = channels).
+
+    ``channel_names`` lists every channel in order; '' marks an unused one (value 0).
+    """
     names = list(msg.name)
     if len(set(names)) != len(names):
         raise InputError('emg has duplicated channel names')
     if len(msg.position) != len(names):
         raise InputError(f'emg has {len(msg.position)} values for {len(names)} names')
-    try:
-        index = [names.index(c) for c in channel_names]
-    except ValueError:
-        missing = [c for c in channel_names if c not in names]
-        raise InputError(f'emg lacks channels {missing}') from None
-    values = np.asarray(msg.position, dtype=float)[index]
+    missing = [c for c in channel_names if c and c not in names]
+    if missing:
+        raise InputError(f'emg lacks channels {missing}')
+    position = np.asarray(msg.position, dtype=float)
+    values = np.array([position[names.index(c)] if c else 0.0 for c in channel_names])
     return stamp_to_ns(msg.header.stamp), values.reshape(1, -1)
 
 

@@ -12,15 +12,15 @@ import collections
 import math
 import os
 import sys
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from diffmsm_ros import settings
+from diffmsm_ros.emg.intake import EmgError, EmgIntake
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.nodes import convert
 from diffmsm_ros.nodes.identifier_process import IdentifierProcess
-from diffmsm_ros.nodes.torque_path import EmgError, EmgIntake, TorquePath
+from diffmsm_ros.nodes.torque_path import TorquePath
 import numpy as np
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -28,7 +28,6 @@ import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 from sensor_msgs.msg import JointState
@@ -62,7 +61,13 @@ def _descriptor(name, spec):
 
 
 class DiffMsmNode(Node):
-    """The node of the contract (topics, services, parameters, diagnostics)."""
+    """
+    The node of the contract (topics, services, parameters, diagnostics).
+
+    Callbacks, services and timers all run on one executor thread, so the node's buffers
+    need no lock; only the identifier's receiver thread swaps the model, through the torque
+    path's own lock.
+    """
 
     def __init__(self, **kwargs):
         super().__init__(settings.NODE_NAME, **kwargs)
@@ -101,8 +106,7 @@ class DiffMsmNode(Node):
                                          f'{list(model.joint_names)}')
         self.joints = list(model.joint_names)
         self.intake = EmgIntake(values, model.muscle_names)
-        self.channel_names = [c for c in values['emg.channels'] if c] or \
-            list(model.muscle_names)
+        self.channel_names = settings.channel_list(values, model.muscle_names)
         config = settings.identify_config(values)
         started = time.monotonic()
         self.torque = TorquePath(model, self.intake.rate)
@@ -118,7 +122,6 @@ class DiffMsmNode(Node):
             raise settings.SettingsError(str(err)) from None
         self.compile_seconds = time.monotonic() - started
 
-        self.lock = threading.Lock()
         self.emg_pending = collections.deque(maxlen=PENDING_EMG)
         self.emg_unstamped = collections.deque(maxlen=PENDING_EMG)
         self.encoder_walls = collections.deque(maxlen=ENCODER_WALLS)
@@ -204,8 +207,7 @@ class DiffMsmNode(Node):
             # use_sim_time and no /clock yet: the receipt time means nothing
             self._bad_input('emg', 'no clock yet (use_sim_time without /clock)')
             return
-        with self.lock:
-            self.emg_unstamped.append((published, now, samples))
+        self.emg_unstamped.append((published, now, samples))
         self.emg_receipt = time.monotonic()
 
     def _on_emg_joint_state(self, msg):
@@ -214,9 +216,8 @@ class DiffMsmNode(Node):
         except convert.InputError as err:
             self._bad_input('emg', str(err))
             return
-        with self.lock:
-            times = self.intake.times(self._seconds(stamp), 1, stamped=True)
-            self.emg_pending.append((times, samples))
+        times = self.intake.times(self._seconds(stamp), 1, stamped=True)
+        self.emg_pending.append((times, samples))
         self._count_rate('emg', times[-1], 1)
 
     def _count_rate(self, kind, t, samples):
@@ -284,24 +285,22 @@ class DiffMsmNode(Node):
         between theirs, so processing order and lag do not move it.  Without publish times
         (older rclpy) the node clock at processing is used.
         """
-        with self.lock:
-            while self.emg_unstamped:
-                published, now, samples = self.emg_unstamped[0]
-                if published is None or not self.encoder_walls:
-                    receipt = now
-                elif newest_wall is not None and published > newest_wall:
-                    break          # published after the newest encoder: wait for the next
-                else:
-                    receipt = _interpolate_stamp(self.encoder_walls, published)
-                self.emg_unstamped.popleft()
-                times = self.intake.times(self._seconds(receipt), len(samples))
-                self.emg_pending.append((times, samples))
-                self.rate_window['emg'].append((times[-1], len(samples)))
+        while self.emg_unstamped:
+            published, now, samples = self.emg_unstamped[0]
+            if published is None or not self.encoder_walls:
+                receipt = now
+            elif newest_wall is not None and published > newest_wall:
+                break          # published after the newest encoder: wait for the next
+            else:
+                receipt = _interpolate_stamp(self.encoder_walls, published)
+            self.emg_unstamped.popleft()
+            times = self.intake.times(self._seconds(receipt), len(samples))
+            self.emg_pending.append((times, samples))
+            self.rate_window['emg'].append((times[-1], len(samples)))
 
     def _drain_emg(self):
-        with self.lock:
-            pending = list(self.emg_pending)
-            self.emg_pending.clear()
+        pending = list(self.emg_pending)
+        self.emg_pending.clear()
         for times, samples in pending:
             try:
                 u = self.intake.excitations(samples)
@@ -319,9 +318,8 @@ class DiffMsmNode(Node):
         """Time went backwards (a bag restarted): start the streams afresh."""
         self.counts['time_jumps'] += 1
         self.get_logger().warning('encoder time jumped backwards: buffers cleared')
-        with self.lock:
-            self.intake.reset()
-            self.encoder_walls.clear()
+        self.intake.reset()
+        self.encoder_walls.clear()
         self.torque.reset()
         self.last_encoder = None
         self.last_emg_time = None
@@ -365,11 +363,10 @@ class DiffMsmNode(Node):
     def _on_reset(self, request, response):
         self.worker.reset()
         self.torque.set_model(self.template.model)
-        with self.lock:
-            self.emg_pending.clear()
-            self.emg_unstamped.clear()
-            self.encoder_walls.clear()
-            self.intake.reset()
+        self.emg_pending.clear()
+        self.emg_unstamped.clear()
+        self.encoder_walls.clear()
+        self.intake.reset()
         self.torque.reset()
         self.last_encoder = None
         self.last_emg_time = None
@@ -499,16 +496,17 @@ def _publish_wall(info):
 
 def _interpolate_stamp(walls, wall):
     """Interpolate the encoder stamp (ns) at publish time ``wall`` from (wall, stamp)."""
-    pairs = list(walls)
-    for (w0, s0), (w1, s1) in zip(reversed(pairs[:-1]), reversed(pairs[1:])):
-        if w0 <= wall <= w1:
+    newer = None
+    for w0, s0 in reversed(walls):      # newest first: the chunk is almost always recent
+        if w0 <= wall:
+            if newer is None:
+                return s0
+            w1, s1 = newer
             if w1 == w0:
                 return s1
             return s0 + (s1 - s0) * (wall - w0) / (w1 - w0)
-    w_last, s_last = pairs[-1]
-    if wall >= w_last:
-        return s_last
-    return pairs[0][1]
+        newer = (w0, s0)
+    return walls[0][1]
 
 
 def _offset_stats(offsets):
@@ -521,14 +519,9 @@ def _offset_stats(offsets):
             'emg_receipt_lag_ms_max': float(values.max())}
 
 
-def parameter_overrides(values):
-    """Build rclpy Parameters from a flat dict of values (from a params file)."""
-    return [Parameter(name, value=value) for name, value in values.items()]
-
-
 def main(args=None):
     """Entry point of ``diffmsm_node`` (ros2 run / launch)."""
-    # the torque path and the identifier thread share the GIL: hand it over often
+    # the executor and the identifier receiver thread share the GIL: hand it over often
     sys.setswitchinterval(GIL_SWITCH)
     rclpy.init(args=args)
     node = None

@@ -1,120 +1,22 @@
 """
-The node's torque path, without ROS: EMG intake, activation tracking, predicted torque.
+The node's torque path, without ROS: activation tracking and predicted torque.
 
-``EmgIntake`` turns EMG chunks into per-muscle excitations with sample times (raw EMG is
-band-passed, rectified, low-passed and MVC-normalised causally).  ``TorquePath`` keeps each
+``TorquePath`` (fed by ``diffmsm_ros.emg.intake.EmgIntake``) keeps each
 muscle's activation by integrating the model's activation dynamics over the excitations
 (gain and delay applied), and gives, for an encoder sample, the net muscle torque (N m),
 activations, normalised fibre velocities and muscle forces (N, positive pulls) of the
 current model.  Its JAX functions are compiled in ``compile()``, before the node is ready.
 """
 
-import collections
 import threading
 
-from diffmsm_ros import settings
-from diffmsm_ros.emg.envelope import EnvelopeFilter
 from diffmsm_ros.model import dynamics
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 CHUNK_SIZES = (1, 8, 32, 128, 512)   # padded EMG chunk lengths (one compile each)
-ANCHOR_CHUNKS = 50                   # chunks per median refinement of the EMG clock
-MAX_LAG = 1.0                        # s of processing lag before the EMG clock restarts
 MAX_EMG_DELAY = 0.2                  # s, the largest EMG delay the torque path applies
-
-
-class EmgError(ValueError):
-    """EMG that cannot be used, with the reason."""
-
-
-class EmgIntake:
-    """EMG samples [S, C] -> excitations [S, n_muscles] in [0, 1] and times (s)."""
-
-    def __init__(self, values, muscle_names):
-        self.index, self.channels = settings.channel_map(values, muscle_names)
-        self.rate = float(values['emg.sample_rate'])
-        self.kind = values['emg.kind']
-        self.max_value = float(values['emg.max_value'])
-        self.filter = None
-        if self.kind == 'raw':
-            self.filter = EnvelopeFilter(
-                self.rate, settings.mvc_values(values, self.channels),
-                (values['emg.band_low'], values['emg.band_high']), values['emg.lowpass'])
-        self.next_time = None
-        self.clipped = 0
-        self.anchors = 0                   # times the sample clock was (re)anchored
-        self.recent = []                   # receipt offsets since the last refinement
-        self.offsets = collections.deque(maxlen=500)   # receipt - sample clock (s)
-
-    @property
-    def lag(self):
-        """How late the excitations are because of the envelope filter (s)."""
-        return self.filter.delay if self.filter is not None else 0.0
-
-    def reset(self):
-        self.next_time = None
-        self.recent = []
-        if self.filter is not None:
-            self.filter.reset()
-
-    def times(self, last, count, stamped=False):
-        """
-        Stamp each sample of a chunk (s) whose newest sample arrived at ``last``.
-
-        Chunks of a stream at ``emg.sample_rate`` are laid end to end on a sample clock.
-        The clock is anchored on the first chunk's receipt time ``last`` and then follows
-        the sample count, so receipt jitter and processing lag do not move the samples;
-        every ``ANCHOR_CHUNKS`` chunks it moves by the median receipt offset; it is
-        re-anchored when receipt runs ahead of it by more than a few chunks (a gap, or
-        a device clock drifting from the node's) or behind it by more than ``MAX_LAG`` (a
-        restart).
-        """
-        dt = 1.0 / self.rate
-        if stamped:
-            self.next_time = last + dt
-            return last - dt * np.arange(count - 1, -1, -1)
-        if self.next_time is not None:
-            predicted = self.next_time + (count - 1) * dt
-            offset = last - predicted
-            self.offsets.append(offset)
-            # receipt behind the clock is processing lag (up to MAX_LAG); ahead of it by
-            # more than a few chunks, or far behind, means a gap or a restart
-            if -MAX_LAG <= offset <= max(0.05, 3.0 * count * dt):
-                self.recent.append(offset)
-                if len(self.recent) >= ANCHOR_CHUNKS:
-                    # refine the anchor by the median receipt offset (jitter cancels)
-                    predicted += float(np.median(self.recent))
-                    self.recent = []
-                last = predicted
-            else:
-                self.anchors += 1
-                self.recent = []
-        else:
-            self.anchors += 1
-            self.recent = []
-        self.next_time = last + dt
-        return last - dt * np.arange(count - 1, -1, -1)
-
-    def excitations(self, samples):
-        """Excitations [S, n_muscles] of samples [S, C] (V for raw, fraction of MVC else)."""
-        samples = np.asarray(samples, dtype=float)
-        if samples.ndim != 2 or samples.shape[1] != self.channels:
-            raise EmgError(f'expected {self.channels} EMG channels, got {samples.shape}')
-        if not np.all(np.isfinite(samples)):
-            raise EmgError('EMG holds NaN or infinite values')
-        if self.filter is not None:
-            if np.max(np.abs(samples)) > 1e3:
-                raise EmgError('raw EMG above 1 kV: not volts')
-            env = self.filter.process(samples)
-        else:
-            if np.min(samples) < -0.05 or np.max(samples) > self.max_value:
-                raise EmgError(f'EMG envelope outside [0, {self.max_value}]')
-            env = samples
-        over = env > 1.0
-        self.clipped += int(np.count_nonzero(over))
-        return np.clip(env[:, self.index], 0.0, 1.0)
 
 
 def _activation_scan(model, a0, u, count, h):
