@@ -40,7 +40,7 @@ SPECS = {
                                high=60.0),
     'rates.encoders': Spec(0.0, 'expected encoder rate in Hz (0: do not check)', low=0.0,
                            high=100000.0),
-    'rates.emg': Spec(0.0, 'expected EMG sample rate in Hz (0: do not check)', low=0.0,
+    'rates.emg': Spec(0.0, 'expected EMG sample rate in Hz (0: emg.sample_rate)', low=0.0,
                       high=100000.0),
     'emg.msg_type': Spec('float64_multi_array', 'EMG message type',
                          choices=('float64_multi_array', 'joint_state'), read_only=True),

@@ -5,6 +5,7 @@ One node process (``diffmsm run --use-sim-time``) serves the module; the test pr
 replays bags with ``/clock`` and listens like a robot controller would.
 """
 
+import collections
 import os
 import threading
 import time
@@ -216,6 +217,8 @@ def test_model_converges_and_reaches_late_subscriber(live, sessions, elbow):
     accepted = wait_until(lambda: int(diag_value(live['listener'], 'diffmsm: identifier',
                                                  'accepted') or 0) > 0, 30.0)
     assert accepted, 'no update accepted after two replays'
+    # the model follows the identifier's result on its own topic
+    assert wait_until(lambda: len(live['listener'].models) >= 2, 30.0)
     model = late_model(live['node'])
     assert model.identification.get('accepted_updates', 0) >= 1
     before = muscle_error(elbow, truth, elbow)
@@ -293,32 +296,52 @@ def test_bad_input_corpus(live, sessions, elbow):
         return (int(diag_value(listener, 'diffmsm: inputs', 'bad_joint_states') or 0),
                 int(diag_value(listener, 'diffmsm: inputs', 'bad_emg') or 0))
 
+    def code_counts():
+        with listener.lock:
+            values = dict((listener.diagnostics or {}).get('diffmsm: inputs', {}))
+        return collections.Counter({k: int(v) for k, v in values.items()
+                                    if k.startswith('bad_') and '.' in k})
+
     def fresh_counts():
         seen = listener.diagnostics_count
         assert wait_until(lambda: listener.diagnostics_count >= seen + 2, 10.0)
-        return counts()
+        return counts(), code_counts()
 
-    bad_j0, bad_e0 = fresh_counts()
+    (bad_j0, bad_e0), codes0 = fresh_counts()
     with listener.lock:
         torques_before = len(listener.torques)
+    good = t0 + 500_000_000
+    # (message, the code it must be counted under)
     bad_joints = [
-        convert.joint_message(t0, joint, [float('nan')], [0.0], [0.0]),       # NaN
-        convert.joint_message(t0, ['other'], [1.0], [0.0], [0.0]),            # missing joint
-        convert.joint_message(t0, joint * 2, [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]),  # duplicated
-        convert.joint_message(t0, joint, [1.0, 2.0], [0.0], [0.0]),           # unequal lengths
-        convert.joint_message(t0 + 1000 * 10 ** 9, joint, [1.0], [0.0], [0.0]),  # future
+        (convert.joint_message(t0, joint, [float('nan')], [0.0], [0.0]), 'non_finite'),
+        (convert.joint_message(t0, ['other'], [1.0], [0.0], [0.0]), 'missing_names'),
+        (convert.joint_message(t0, joint * 2, [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]),
+         'duplicate_names'),
+        (convert.joint_message(t0, joint, [1.0, 2.0], [0.0], [0.0]), 'length_mismatch'),
+        (convert.joint_message(t0 + 1000 * 10 ** 9, joint, [1.0], [0.0], [0.0]),
+         'future_stamp'),
     ]
-    for msg in bad_joints:
+    for msg, _ in bad_joints:
         pub_j.publish(msg)
-    bad_emg = [convert.emg_message(np.zeros((10, 3))),                       # wrong channels
-               convert.emg_message(np.full((10, 6), np.nan)),                # NaN
-               convert.emg_message(np.full((10, 6), 5.0))]                   # out of range
-    for msg in bad_emg:
+    bad_emg = [(convert.emg_message(np.zeros((10, 3))), 'channel_count'),
+               (convert.emg_message(np.full((10, 6), np.nan)), 'non_finite'),
+               (convert.emg_message(np.full((10, 6), 5.0)), 'out_of_range')]
+    for msg, _ in bad_emg:
         pub_e.publish(msg)
-    # a good encoder sample lets the node process the queued EMG
-    pub_j.publish(convert.joint_message(t0 + 500_000_000, joint, [1.0], [0.0], [0.0]))
-    assert wait_until(lambda: counts()[0] >= bad_j0 + len(bad_joints) and
+    # a good encoder sample lets the node process the queued EMG; the same stamp again is
+    # a repeated stamp
+    pub_j.publish(convert.joint_message(good, joint, [1.0], [0.0], [0.0]))
+    pub_j.publish(convert.joint_message(good, joint, [1.0], [0.0], [0.0]))
+    expected = collections.Counter(f'bad_joint_states.{c}' for _, c in bad_joints)
+    expected.update(f'bad_emg.{c}' for _, c in bad_emg)
+    expected['bad_joint_states.repeated_stamp'] += 1
+    assert wait_until(lambda: counts()[0] >= bad_j0 + len(bad_joints) + 1 and
                       counts()[1] >= bad_e0 + len(bad_emg), 15.0), counts()
+    codes = code_counts()
+    codes.subtract(codes0)
+    assert +codes == expected, (codes, expected)
+    message = diag_value(listener, 'diffmsm: inputs', 'message')
+    assert 'bad joint_states' in message and 'bad emg' in message, message
     assert live['proc'].poll() is None
     with listener.lock:
         late = [e for _, e in listener.torques[torques_before:]]
@@ -328,3 +351,55 @@ def test_bad_input_corpus(live, sessions, elbow):
     assert_one_per_sample(got, expected, first_emg)
     node.destroy_publisher(pub_j)
     node.destroy_publisher(pub_e)
+
+
+def statuses_since(listener, count, name):
+    """(level, message) of status ``name`` in the /diagnostics received after ``count``."""
+    with listener.lock:
+        history = list(listener.diagnostics_history)
+        new = listener.diagnostics_count - count
+    return [(d[name]['level'], d[name]['message']) for d in history[len(history) - new:]
+            if name in d]
+
+
+def test_stale_emg_withholds_torque_and_rates_are_checked(live, sessions, tmp_path):
+    """
+    EMG stops for 2 s: no torque and ERROR; EMG back: torque and OK by itself.
+
+    Then every second EMG chunk is dropped: the inputs status warns about the EMG rate.
+    """
+    listener = live['listener']
+    timeout = 0.2
+    assert set_parameter(live['node'], 'stale_timeout', timeout).successful
+    src = sessions['mcap'][0]
+    stamps, first_emg = encoder_stamps(src)
+    gap = (stamps[0] + 8 * 10 ** 9, stamps[0] + 10 * 10 ** 9)
+    thin = stamps[0] + 14 * 10 ** 9
+    messages, chunks = [], 0
+    for message in bags.read_bag(src):
+        topic, _, t, _ = message
+        if topic == '/emg' and gap[0] <= t < gap[1]:
+            continue                                  # EMG stops for 2 s
+        if topic == '/emg' and t >= thin:
+            chunks += 1
+            if chunks % 2:
+                continue                              # half of the EMG chunks
+        messages.append(message)
+    bag = str(tmp_path / 'gapped')
+    bags.write_bag(bag, messages)
+    seen = listener.diagnostics_count
+    got, _, _ = check_every_sample(live, bag)
+    margin = 50_000_000
+    withheld = stamps[(stamps > gap[0] + timeout * 1e9 + margin) & (stamps < gap[1])]
+    assert len(withheld) > 100
+    assert not np.isin(withheld, got).any()
+    before = stamps[(stamps > first_emg + margin) & (stamps < gap[0])]
+    after = stamps[stamps > gap[1] + margin]
+    assert np.isin(before, got).all() and np.isin(after, got).all()
+    torque = [level for level, _ in statuses_since(listener, seen, 'diffmsm: torque')]
+    assert 2 in torque, torque                               # ERROR while stale
+    assert 0 in torque[torque.index(2):], torque             # OK again by itself
+    inputs = statuses_since(listener, seen, 'diffmsm: inputs')
+    assert any(level == 2 and 'stale' in text for level, text in inputs), inputs
+    assert any(level == 1 and 'emg at' in text and 'expected' in text
+               for level, text in inputs), inputs

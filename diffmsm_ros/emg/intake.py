@@ -9,6 +9,7 @@ node's torque path and by offline identification, so both process EMG the same w
 import collections
 
 from diffmsm_ros import settings
+from diffmsm_ros.bad_input import BadInput
 from diffmsm_ros.emg.envelope import EnvelopeFilter
 import numpy as np
 
@@ -16,8 +17,8 @@ ANCHOR_CHUNKS = 50                   # chunks per median refinement of the EMG c
 MAX_LAG = 1.0                        # s of processing lag before the EMG clock restarts
 
 
-class EmgError(ValueError):
-    """EMG that cannot be used, with the reason."""
+class EmgError(BadInput):
+    """EMG that cannot be used (see ``BadInput`` for the codes)."""
 
 
 class EmgIntake:
@@ -92,16 +93,17 @@ class EmgIntake:
         """Excitations [S, n_muscles] of samples [S, C] (V for raw, fraction of MVC else)."""
         samples = np.asarray(samples, dtype=float)
         if samples.ndim != 2 or samples.shape[1] != self.channels:
-            raise EmgError(f'expected {self.channels} EMG channels, got {samples.shape}')
+            raise EmgError(f'expected {self.channels} EMG channels, got {samples.shape}',
+                           'channel_count')
         if not np.all(np.isfinite(samples)):
-            raise EmgError('EMG holds NaN or infinite values')
+            raise EmgError('EMG holds NaN or infinite values', 'non_finite')
         if self.filter is not None:
             if np.max(np.abs(samples)) > 1e3:
-                raise EmgError('raw EMG above 1 kV: not volts')
+                raise EmgError('raw EMG above 1 kV: not volts', 'out_of_range')
             env = self.filter.process(samples)
         else:
             if np.min(samples) < -0.05 or np.max(samples) > self.max_value:
-                raise EmgError(f'EMG envelope outside [0, {self.max_value}]')
+                raise EmgError(f'EMG envelope outside [0, {self.max_value}]', 'out_of_range')
             env = samples
         over = env > 1.0
         self.clipped += int(np.count_nonzero(over))

@@ -4,6 +4,7 @@ Talking to a running diffmsm node over DDS: start/stop it, listen, call its serv
 Used by ``diffmsm demo``, the integration tests and the benchmarks.
 """
 
+import collections
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import threading
 import yaml
 
 SERVICE_TIMEOUT = 30.0
+DIAGNOSTICS_KEPT = 300      # most recent /diagnostics messages kept by a Listener
 
 
 class Listener:
@@ -28,6 +30,7 @@ class Listener:
         self.torques = []
         self.diagnostics = None
         self.diagnostics_count = 0
+        self.diagnostics_history = collections.deque(maxlen=DIAGNOSTICS_KEPT)
         self.ready = threading.Event()
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -50,8 +53,11 @@ class Listener:
         for status in msg.status:
             values[status.name] = {kv.key: kv.value for kv in status.values}
             values[status.name]['message'] = status.message
+            values[status.name]['level'] = int.from_bytes(bytes(status.level), 'little') \
+                if isinstance(status.level, (bytes, bytearray)) else int(status.level)
         with self.lock:
             self.diagnostics = values
+            self.diagnostics_history.append(values)
             self.diagnostics_count += 1
 
 

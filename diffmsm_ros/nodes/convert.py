@@ -9,13 +9,14 @@ import math
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diffmsm_ros.bad_input import BadInput
 import numpy as np
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 
-class InputError(ValueError):
-    """A message that cannot be used, with the reason."""
+class InputError(BadInput):
+    """A message that cannot be used (see ``BadInput`` for the codes)."""
 
 
 def stamp_to_ns(stamp):
@@ -33,14 +34,14 @@ def _field(msg, name, count, index, required):
     values = getattr(msg, name)
     if len(values) == 0:
         if required:
-            raise InputError(f'joint_states without {name}')
+            raise InputError(f'joint_states without {name}', 'missing_field')
         return None
     if len(values) != count:
         raise InputError(f'joint_states {name} has {len(values)} values for '
-                         f'{count} names')
+                         f'{count} names', 'length_mismatch')
     out = np.asarray(values, dtype=float)[index]
     if not np.all(np.isfinite(out)):
-        raise InputError(f'joint_states {name} is not finite')
+        raise InputError(f'joint_states {name} is not finite', 'non_finite')
     return out
 
 
@@ -54,12 +55,12 @@ def joint_sample(msg, joints):
     """
     names = list(msg.name)
     if len(set(names)) != len(names):
-        raise InputError('joint_states has duplicated joint names')
+        raise InputError('joint_states has duplicated joint names', 'duplicate_names')
     try:
         index = [names.index(j) for j in joints]
     except ValueError:
         missing = [j for j in joints if j not in names]
-        raise InputError(f'joint_states lacks joints {missing}') from None
+        raise InputError(f'joint_states lacks joints {missing}', 'missing_names') from None
     count = len(names)
     q = _field(msg, 'position', count, index, True)
     qd = _field(msg, 'velocity', count, index, False)
@@ -76,18 +77,18 @@ def emg_chunk(msg, channels):
     if not dims:
         if data.size != channels:
             raise InputError(f'emg without layout has {data.size} values for '
-                             f'{channels} channels')
+                             f'{channels} channels', 'channel_count')
         return data.reshape(1, channels)
     if len(dims) != 2:
         raise InputError(f'emg layout has {len(dims)} dimensions, expected 2 '
-                         '(samples, channels)')
+                         '(samples, channels)', 'layout')
     samples, width = int(dims[0].size), int(dims[1].size)
     if width != channels:
-        raise InputError(f'emg has {width} channels, expected {channels}')
+        raise InputError(f'emg has {width} channels, expected {channels}', 'channel_count')
     offset = int(msg.layout.data_offset)
     if samples < 1 or data.size < offset + samples * width:
         raise InputError(f'emg data holds {data.size} values, layout needs '
-                         f'{offset + samples * width}')
+                         f'{offset + samples * width}', 'layout')
     return data[offset:offset + samples * width].reshape(samples, width)
 
 
@@ -99,12 +100,13 @@ def emg_joint_state(msg, channel_names):
     """
     names = list(msg.name)
     if len(set(names)) != len(names):
-        raise InputError('emg has duplicated channel names')
+        raise InputError('emg has duplicated channel names', 'duplicate_names')
     if len(msg.position) != len(names):
-        raise InputError(f'emg has {len(msg.position)} values for {len(names)} names')
+        raise InputError(f'emg has {len(msg.position)} values for {len(names)} names',
+                         'length_mismatch')
     missing = [c for c in channel_names if c and c not in names]
     if missing:
-        raise InputError(f'emg lacks channels {missing}')
+        raise InputError(f'emg lacks channels {missing}', 'missing_names')
     position = np.asarray(msg.position, dtype=float)
     values = np.array([position[names.index(c)] if c else 0.0 for c in channel_names])
     return stamp_to_ns(msg.header.stamp), values.reshape(1, -1)

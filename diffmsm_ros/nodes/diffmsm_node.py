@@ -42,6 +42,10 @@ LATENCIES = 2000            # torque-path compute times kept for the percentiles
 SENSOR_DEPTH = 1000         # messages kept per sensor subscription (1 s at 1 kHz)
 GIL_SWITCH = 2e-4            # s, Python thread switch interval in the node process
 LOG_THROTTLE = 5.0          # s between log lines of one kind of bad input
+BAD_RECENT = 10.0           # s a bad input keeps the inputs status at WARN
+RATE_TOLERANCE = 0.2        # relative input-rate error that makes the inputs status WARN
+RATE_SPAN = 2.0             # s of stamps over which input rates are measured
+RATE_ENTRIES = 5000         # messages kept per input for the rate (bounds memory)
 
 
 def _descriptor(name, spec):
@@ -130,13 +134,14 @@ class DiffMsmNode(Node):
         self.last_encoder = None      # (stamp ns, q) of the previous encoder sample
         self.last_emg_time = None     # s, newest EMG sample handed to the torque path
         self.counts = collections.Counter()
-        self.bad = {}                 # input kind -> last reason
+        self.bad = {}                 # input kind -> (last reason, steady s)
+        self.bad_codes = collections.Counter()   # 'bad_<kind>.<code>' -> messages
         self.last_log = {}
         self.last_result = None
         self.encoder_receipt = None   # steady s of the last encoder / EMG message
         self.emg_receipt = None
-        self.rate_window = {'encoders': collections.deque(maxlen=2000),
-                            'emg': collections.deque(maxlen=2000)}
+        self.rate_window = {'encoders': collections.deque(maxlen=RATE_ENTRIES),
+                            'emg': collections.deque(maxlen=RATE_ENTRIES)}
         self.stale = False
 
         # sensor-data QoS (best effort, keep last), deep enough for 1 kHz bursts
@@ -183,9 +188,11 @@ class DiffMsmNode(Node):
             self.t_ref = (int(ns) // 1_000_000_000) * 1_000_000_000
         return (int(ns) - self.t_ref) * 1e-9
 
-    def _bad_input(self, kind, reason):
+    def _bad_input(self, kind, reason, code):
+        """Count, report and log (throttled) an unusable ``kind`` message ('emg', ...)."""
         self.counts[f'bad_{kind}'] += 1
-        self.bad[kind] = reason
+        self.bad_codes[f'bad_{kind}.{code}'] += 1
+        self.bad[kind] = (reason, time.monotonic())
         now = time.monotonic()
         if now - self.last_log.get(kind, -1e9) >= LOG_THROTTLE:
             self.last_log[kind] = now
@@ -199,13 +206,13 @@ class DiffMsmNode(Node):
         try:
             samples = convert.emg_chunk(msg, self.intake.channels)
         except convert.InputError as err:
-            self._bad_input('emg', str(err))
+            self._bad_input('emg', str(err), err.code)
             return
         published = _publish_wall(info)
         now = self._now_ns()
         if published is None and now <= 0:
             # use_sim_time and no /clock yet: the receipt time means nothing
-            self._bad_input('emg', 'no clock yet (use_sim_time without /clock)')
+            self._bad_input('emg', 'no clock yet (use_sim_time without /clock)', 'no_clock')
             return
         self.emg_unstamped.append((published, now, samples))
         self.emg_receipt = time.monotonic()
@@ -214,7 +221,7 @@ class DiffMsmNode(Node):
         try:
             stamp, samples = convert.emg_joint_state(msg, self.channel_names)
         except convert.InputError as err:
-            self._bad_input('emg', str(err))
+            self._bad_input('emg', str(err), err.code)
             return
         times = self.intake.times(self._seconds(stamp), 1, stamped=True)
         self.emg_pending.append((times, samples))
@@ -232,17 +239,19 @@ class DiffMsmNode(Node):
         try:
             stamp, q, qd, tau = convert.joint_sample(msg, self.joints)
         except convert.InputError as err:
-            self._bad_input('joint_states', str(err))
+            self._bad_input('joint_states', str(err), err.code)
             return
         now = self._now_ns()
         if now > 0 and stamp > now + FUTURE_TOLERANCE * 1e9:
-            self._bad_input('joint_states', 'stamp is in the future of the node clock')
+            self._bad_input('joint_states', 'stamp is in the future of the node clock',
+                            'future_stamp')
             return
         if self.last_encoder is not None and stamp <= self.last_encoder[0]:
             if stamp < self.last_encoder[0] - BACKWARD_TOLERANCE * 1e9:
                 self._restart_streams()
             else:
-                self._bad_input('joint_states', 'stamp not after the previous sample')
+                self._bad_input('joint_states', 'stamp not after the previous sample',
+                                'repeated_stamp')
                 return
         t = self._seconds(stamp)
         self.counts['encoders'] += 1
@@ -296,7 +305,8 @@ class DiffMsmNode(Node):
             self.emg_unstamped.popleft()
             times = self.intake.times(self._seconds(receipt), len(samples))
             self.emg_pending.append((times, samples))
-            self.rate_window['emg'].append((times[-1], len(samples)))
+            # the rate is measured on the encoders' time line, not on the EMG sample clock
+            self.rate_window['emg'].append((self._seconds(receipt), len(samples)))
 
     def _drain_emg(self):
         pending = list(self.emg_pending)
@@ -305,7 +315,7 @@ class DiffMsmNode(Node):
             try:
                 u = self.intake.excitations(samples)
             except EmgError as err:
-                self._bad_input('emg', str(err))
+                self._bad_input('emg', str(err), err.code)
                 continue
             if self.last_emg_time is not None and times[0] < self.last_emg_time - \
                     BACKWARD_TOLERANCE:
@@ -415,11 +425,14 @@ class DiffMsmNode(Node):
 
     # ------------------------------------------------------------------ diagnostics
     def _rate(self, kind):
-        window = self.rate_window[kind]
+        """Return the samples per second of ``kind`` over its last ``RATE_SPAN`` s of stamps."""
+        window = [(t, n) for t, n in list(self.rate_window[kind])
+                  if t >= self.rate_window[kind][-1][0] - RATE_SPAN] \
+            if self.rate_window[kind] else []
         if len(window) < 2:
             return float('nan')
         span = window[-1][0] - window[0][0]
-        samples = sum(n for _, n in list(window)[1:])
+        samples = sum(n for _, n in window[1:])
         return samples / span if span > 0 else float('nan')
 
     def diagnostic_statuses(self):
@@ -429,25 +442,30 @@ class DiffMsmNode(Node):
         statuses = []
         enc_age = now - self.encoder_receipt if self.encoder_receipt else float('inf')
         emg_age = now - self.emg_receipt if self.emg_receipt else float('inf')
-        level, text = 'OK', 'receiving EMG and encoders'
+        problems = []
         if self.encoder_receipt is None and self.emg_receipt is None:
-            level, text = 'WARN', 'waiting for EMG and encoders'
+            level, problems = 'WARN', ['waiting for EMG and encoders']
         elif self.stale or enc_age > timeout or emg_age > timeout:
-            level, text = 'ERROR', 'stale input: torque withheld'
-        if self.bad and level == 'OK':
-            level, text = 'WARN', 'bad input: ' + '; '.join(
-                f'{k}: {v}' for k, v in self.bad.items())
+            level, problems = 'ERROR', ['stale input: torque withheld']
+        else:
+            level = 'OK'
+        recent = {k: reason for k, (reason, at) in self.bad.items() if now - at < BAD_RECENT}
+        problems += [f'bad {k}: {reason}' for k, reason in recent.items()]
         rates = {'encoder_rate_hz': self._rate('encoders'), 'emg_rate_hz': self._rate('emg')}
-        for kind, key in (('encoders', 'rates.encoders'), ('emg', 'rates.emg')):
-            expected = self.values[key]
+        for kind, expected in (('encoders', self.values['rates.encoders']),
+                               ('emg', self.values['rates.emg'] or self.intake.rate)):
             measured = self._rate(kind)
             if expected > 0 and math.isfinite(measured) and \
-                    abs(measured - expected) > 0.2 * expected and level == 'OK':
-                level, text = 'WARN', f'{kind} rate {measured:.0f} Hz, expected {expected:g}'
+                    abs(measured - expected) > RATE_TOLERANCE * expected:
+                problems.append(f'{kind} at {measured:.0f} Hz, expected {expected:g}')
+        if level == 'OK' and problems:
+            level = 'WARN'
+        text = '; '.join(problems) or 'receiving EMG and encoders'
         statuses.append(('diffmsm: inputs', level, text, dict(
             rates, encoder_age_s=enc_age, emg_age_s=emg_age,
             bad_joint_states=self.counts['bad_joint_states'], bad_emg=self.counts['bad_emg'],
             time_jumps=self.counts['time_jumps'], emg_clipped=self.intake.clipped,
+            **self.bad_codes,
             emg_clock_anchors=self.intake.anchors, **_offset_stats(self.intake.offsets))))
         lat = np.asarray(self.latency, dtype=float) * 1e3
         pct = (np.percentile(lat, [50, 99]).tolist() + [float(lat.max())]) if lat.size \
