@@ -58,10 +58,17 @@ def main():
     parser.add_argument('--spread', type=float, default=0.1)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--adam-lr', type=float, default=3e-3)
+    parser.add_argument('--online-only', action='store_true',
+                        help='only the online update compute times')
     args = parser.parse_args()
     from diffmsm_ros import templates
-    from diffmsm_ros.identify import online, params, problem
+    from diffmsm_ros.identify import params
     from diffmsm_ros.jax_setup import configure
+    if args.online_only:
+        configure()
+        for name in ('elbow', 'arm'):
+            online_update_times(templates.resolve(name), name)
+        return
     import jax.numpy as jnp
     import numpy as np
     from scipy.optimize import dual_annealing
@@ -153,19 +160,31 @@ def main():
         print(f'LM reaches {TARGET} % in {lm_t:.1f} s; Adam did not within '
               f'{args.budget:.0f} s (> {args.budget / lm_t:.0f}x)')
 
-    print('\nonline update compute (warm start, 3 LM iterations), elbow template:')
-    for window in (5.0, 10.0):
+    for name in ('elbow', 'arm'):
+        online_update_times(templates.resolve(name), name)
+
+
+def online_update_times(template, name, windows=(5.0, 10.0), repeats=5):
+    """Print the compute time of one online update (warm start, 3 LM iterations)."""
+    from diffmsm_ros.identify import online, problem
+    import numpy as np
+    model = template.model
+    print(f'\nonline update compute (warm start, 3 LM iterations), {name} template '
+          f'({model.n_joints} joints, {model.n_muscles} muscles; goal 500 ms at 5 s):')
+    for window in windows:
         config = problem.IdentifyConfig(window=window, holdout=0.5 if window < 6 else 1.0)
-        ident = online.OnlineIdentifier(elbow, config)
+        ident = online.OnlineIdentifier(template, config)
+        started = time.perf_counter()
         ident.compile()
-        fit = online._dummy_window(elbow.model, ident.fit_steps, ident.history, ident.h)
+        compile_s = time.perf_counter() - started
+        fit = online._dummy_window(model, ident.fit_steps, ident.history, ident.h)
         times = []
-        for _ in range(5):
+        for _ in range(repeats):
             started = time.perf_counter()
             ident._lm(ident.z, fit)
             times.append(time.perf_counter() - started)
         print(f'  {window:4.0f} s window: median {np.median(times) * 1e3:.0f} ms, '
-              f'max {np.max(times) * 1e3:.0f} ms')
+              f'max {np.max(times) * 1e3:.0f} ms (compiled in {compile_s:.0f} s)')
 
 
 if __name__ == '__main__':

@@ -28,3 +28,17 @@ def elbow_xml():
     """Return the path of MyoSuite's elbow with exoskeleton (needs myo-sim)."""
     from diffmsm_ros import templates
     return templates.myo_sim_path(ELBOW_XML[len('myo_sim:'):])
+
+
+@pytest.fixture(scope='session')
+def arm():
+    """Load the bundled arm template (SubjectFile): shoulder elevation and elbow flexion."""
+    from diffmsm_ros import templates
+    return templates.resolve('arm')
+
+
+@pytest.fixture(scope='session')
+def arm_xml(tmp_path_factory):
+    """Write the reduced MyoArm that MuJoCo simulates (needs mujoco and myo-sim)."""
+    from diffmsm_ros.files import myoarm
+    return myoarm.write_reduced_arm(str(tmp_path_factory.mktemp('arm') / 'arm.xml'))

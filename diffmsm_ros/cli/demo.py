@@ -138,7 +138,7 @@ def demo(args):
     for line in lines:
         print(line)
     _write_report(out, lines, space.labels(), th_0, th_i, th_t, torques, session, t0_ns,
-                  truth.model.timestep)
+                  truth.model.joint_names)
     print(f'report: {os.path.join(out, "summary.md")}')
     if not np.mean(errors) <= 2.0:
         raise UserError(f'identified muscle parameters are {np.mean(errors):.2f} % off the '
@@ -160,7 +160,8 @@ def _wait_for_torques(listener, expected, idle=3.0, limit=60.0):
         time.sleep(0.1)
 
 
-def _write_report(out, lines, labels, th_0, th_i, th_t, torques, session, t0_ns, h):
+def _write_report(out, lines, labels, th_0, th_i, th_t, torques, session, t0_ns,
+                  session_joint_names):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -176,12 +177,15 @@ def _write_report(out, lines, labels, th_0, th_i, th_t, torques, session, t0_ns,
         stamps = np.array([s for s, _ in torques])
         values = np.array([v for _, v in torques], dtype=float)
         t = (stamps - t0_ns) * 1e-9
-        fig, ax = plt.subplots(figsize=(10, 4))
-        ax.plot(session.t, np.asarray(session.tau_mus)[:, 0], label='true muscle torque')
-        ax.plot(t, values[:, 0], label='published by the node', alpha=0.8)
-        ax.set_xlabel('session time (s)')
-        ax.set_ylabel('N m')
-        ax.legend()
+        names = list(session_joint_names)
+        fig, axes = plt.subplots(len(names), 1, figsize=(10, 3 * len(names)), squeeze=False)
+        for j, ax in enumerate(axes[:, 0]):
+            ax.plot(session.t, np.asarray(session.tau_mus)[:, j], label='true muscle torque')
+            ax.plot(t, values[:, j], label='published by the node', alpha=0.8)
+            ax.set_title(names[j])
+            ax.set_xlabel('session time (s)')
+            ax.set_ylabel('N m')
+            ax.legend()
         fig.tight_layout()
         fig.savefig(os.path.join(out, 'torque.png'), dpi=100)
         plt.close(fig)

@@ -4,7 +4,7 @@ Import a subject model from a MuJoCo / MyoSuite MJCF file (needs the ``mujoco`` 
 Muscle actuators become muscles with all their parameters; their lengths are sampled with
 MuJoCo itself (``actuator_length`` and ``actuator_moment``) on a grid over the kept joints
 and turned into Hermite spline tables; bodies moved by a kept joint are merged into that
-joint's segment; a motor on a kept joint is recognised as the exoskeleton.  Joints that are
+joint's segment; the motors on kept joints are recognised as the exoskeleton.  Joints that are
 not kept are locked at given angles (default: their reference angle).
 """
 
@@ -311,14 +311,12 @@ def import_mjcf(path, options=None):
             'tau_deact': float(m.actuator_dynprm[i][1]),
             'emg_gain': 1.0, 'emg_delay': 0.0, **_curve_doc(curve),
             'geometry': geometry[i]}
-    exo_doc = None
-    for i in exo:
-        jid = m.actuator_trnid[i][0]
-        if jid in joints:
-            exo_doc = {'actuator': _name(mujoco, m, obj.mjOBJ_ACTUATOR, i),
-                       'joint': joint_names[joints.index(jid)],
-                       'gear': float(m.actuator_gear[i][0])}
-            break
+    motors = [{'actuator': _name(mujoco, m, obj.mjOBJ_ACTUATOR, i),
+               'joint': joint_names[joints.index(m.actuator_trnid[i][0])],
+               'gear': float(m.actuator_gear[i][0])}
+              for i in exo if m.actuator_trnid[i][0] in joints]
+    # one motor: a mapping (as in single-joint files); several: a list, one per joint
+    exo_doc = (motors[0] if len(motors) == 1 else motors) if motors else None
     return {
         'format': 'diffmsm.subject/1',
         'name': options.name or os.path.splitext(os.path.basename(os.fspath(path)))[0],

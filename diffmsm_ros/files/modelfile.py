@@ -178,8 +178,8 @@ def _read_curve(family, m, where):
         if not 0 < rng[0] < rng[1]:
             _fail(f'{where}.range', 'must satisfy 0 < range[0] < range[1]')
         curve['range0'], curve['range1'] = rng
-        if not 0 < curve['lmin'] < 1 < curve['lmax']:
-            _fail(where, 'lmin < 1 < lmax is required (normalised lengths)')
+        if not 0 <= curve['lmin'] < 1 < curve['lmax']:
+            _fail(where, '0 <= lmin < 1 < lmax is required (normalised lengths)')
         if curve['fvmax'] <= 1 or curve['vmax'] <= 0 or curve['fpmax'] < 0:
             _fail(where, 'fvmax > 1, vmax > 0 and fpmax >= 0 are required')
     else:

@@ -194,8 +194,10 @@ def _hill_from_curve(problem, z, m, curve):
         jnp.asarray(target)))
     allowed = _grid_allowed(space, np.asarray(z), k_l0, k_t, fibre_grid)
     costs = np.where((strengths > 0) & allowed, costs, np.inf)
-    i, j = np.unravel_index(np.argmin(costs), costs.shape)
     out = np.asarray(z, dtype=float).copy()
+    if not np.isfinite(costs).any():
+        return out          # no positive strength explains the curve: keep the muscle as is
+    i, j = np.unravel_index(np.argmin(costs), costs.shape)
     out[k_l0] += fibre_grid[i]
     out[k_t] += OPERATING_STEPS[j] / space.scale[k_t]
     out[k_f0] = np.log(strengths[i, j] / space.reference[k_f0])

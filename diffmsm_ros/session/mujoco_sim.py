@@ -126,6 +126,17 @@ def _descends(m, body, ancestor):
     return False
 
 
+def exo_motor_names(template):
+    """Names of the exoskeleton motors of an imported template, in joint order."""
+    exo = template.extra.get('exoskeleton')
+    motors = [exo] if isinstance(exo, dict) else list(exo or [])
+    by_joint = {m['joint']: m['actuator'] for m in motors}
+    missing = [j for j in template.model.joint_names if j not in by_joint]
+    if missing:
+        raise ValueError(f'the template has no exoskeleton motor on {missing}')
+    return [by_joint[j] for j in template.model.joint_names]
+
+
 def simulate_session(xml, template, truth, duration, seed, controller=None, noise=0.0,
                      exo_actuators=None):
     """
@@ -139,7 +150,7 @@ def simulate_session(xml, template, truth, duration, seed, controller=None, nois
     from diffmsm_ros.session import synth
     controller = controller or synth.ExoController()
     model = template.model
-    exo_actuators = exo_actuators or [template.extra['exoskeleton']['actuator']]
+    exo_actuators = exo_actuators or exo_motor_names(template)
     oracle = MujocoOracle(xml, model.joint_names, model.muscle_names, exo_actuators)
     apply_subject(oracle, truth, template)
     h = model.timestep

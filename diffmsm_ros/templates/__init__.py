@@ -13,7 +13,7 @@ import urllib.parse
 from diffmsm_ros.files import modelfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BUNDLED = {'elbow': 'elbow.yaml'}
+BUNDLED = {'elbow': 'elbow.yaml', 'arm': 'arm.yaml'}
 DEFAULT = 'elbow'
 
 
