@@ -37,7 +37,9 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/identify.py
 	$(BIN)/python bench/protocol.py
+	$(BIN)/python bench/protocol.py --template arm --spreads 0.1
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) build install log demo_output *.egg-info

@@ -2,12 +2,12 @@
 The Diff-MSM paper protocol, full size: 20 seeds at 10 % and at 30 % initial spread.
 
 Our own simulator, noise-free, 12 s session of a hidden subject; every muscle's
-max_isometric_force, optimal_fiber_length and tendon_slack_length, the forearm's mass,
-centre of mass and inertia, and the elbow damping are identified from each initial guess.
+max_isometric_force, optimal_fiber_length and tendon_slack_length, every segment's mass,
+centre of mass and inertia, and the joint damping are identified from each initial guess.
 Prints one row per seed and the mean muscle error; bones are scored as M(q) and the
 gravity torque over the joint range.
 
-    python bench/protocol.py [--seeds 20] [--spreads 0.1 0.3]
+    python bench/protocol.py [--seeds 20] [--spreads 0.1 0.3] [--template elbow|arm]
 """
 
 import argparse
@@ -23,6 +23,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seeds', type=int, default=20)
     parser.add_argument('--spreads', type=float, nargs='+', default=[0.1, 0.3])
+    parser.add_argument('--template', default='elbow', help='bundled template')
     args = parser.parse_args()
     from diffmsm_ros import templates
     from diffmsm_ros.identify import protocol
@@ -30,7 +31,8 @@ def main():
     import numpy as np
     from test_identify_protocol import protocol_problem, report
     configure()
-    prob, win = protocol_problem(templates.resolve('elbow'))
+    prob, win = protocol_problem(templates.resolve(args.template))
+    print(f'template {args.template}: {prob.space.size} parameters')
     for spread in args.spreads:
         started = time.monotonic()
         trials = protocol.run(prob, win, spread, range(args.seeds))
