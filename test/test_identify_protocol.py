@@ -11,7 +11,7 @@ from diffmsm_ros.session import subjects, synth
 import numpy as np
 import pytest
 
-SEEDS = {0.1: range(3), 0.3: range(3)}
+SEEDS = {0.1: range(2), 0.3: range(2)}
 FULL = {'muscles': ['max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length'],
         'segments': ['mass', 'com', 'inertia'], 'joints': ['damping']}
 

@@ -328,10 +328,13 @@ def test_bad_input_corpus(live, sessions, elbow):
                (convert.emg_message(np.full((10, 6), 5.0)), 'out_of_range')]
     for msg, _ in bad_emg:
         pub_e.publish(msg)
-    # a good encoder sample lets the node process the queued EMG; the same stamp again is
-    # a repeated stamp
-    pub_j.publish(convert.joint_message(good, joint, [1.0], [0.0], [0.0]))
-    pub_j.publish(convert.joint_message(good, joint, [1.0], [0.0], [0.0]))
+    # EMG is checked when an encoder sample consumes it: good samples (newer stamps each)
+    # until every bad chunk was seen; then the last stamp again is a repeated stamp
+    for k in range(100):
+        pub_j.publish(convert.joint_message(good + k * 1_000_000, joint, [1.0], [0.0], [0.0]))
+        if wait_until(lambda: counts()[1] >= bad_e0 + len(bad_emg), 0.3):
+            break
+    pub_j.publish(convert.joint_message(good + k * 1_000_000, joint, [1.0], [0.0], [0.0]))
     expected = collections.Counter(f'bad_joint_states.{c}' for _, c in bad_joints)
     expected.update(f'bad_emg.{c}' for _, c in bad_emg)
     expected['bad_joint_states.repeated_stamp'] += 1

@@ -119,6 +119,9 @@ def demo(args):
     half = t0_ns + int(0.5 * duration * 1e9)
     rel_late, _, _ = torque_error([x for x in torques if x[0] >= half], session, t0_ns,
                                   truth.model.timestep)
+    quarter = t0_ns + int(0.75 * duration * 1e9)
+    rel_last, _, _ = torque_error([x for x in torques if x[0] >= quarter], session, t0_ns,
+                                  truth.model.timestep)
     ident = diag.get('diffmsm: identifier', {})
     tq = diag.get('diffmsm: torque', {})
     start_err = np.mean(np.abs(th_0 - th_t)[muscles] / np.abs(th_t[muscles])) * 100
@@ -126,8 +129,9 @@ def demo(args):
         f'muscle parameters: mean error {np.mean(errors):.3f} % (max {np.max(errors):.3f} %),'
         f' template was {start_err:.2f} % off',
         f'torques received: {matched} for {total} encoder samples; predicted muscle torque '
-        f'RMSE {100 * rel_late:.2f} % of its RMS over the second half of the session '
-        f'({100 * rel:.1f} % over the whole session, the template model at first)',
+        f'RMSE {100 * rel_late:.2f} % of its RMS over the second half of the session, '
+        f'{100 * rel_last:.2f} % over the last quarter ({100 * rel:.1f} % over the whole '
+        'session, the template model at first)',
         f'identifier: {ident.get("updates", "?")} updates, {ident.get("accepted", "?")} '
         f'accepted, {ident.get("rejected", "?")} rejected, last update '
         f'{float(ident.get("update_s", "nan")) * 1e3:.0f} ms; {models} subject models '

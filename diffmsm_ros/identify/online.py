@@ -271,8 +271,13 @@ class OnlineIdentifier:
             win = _dummy_window(self.template.model, steps, self.history, self.h)
             self.problem.cost(self.z, win)
         fit = _dummy_window(self.template.model, self.fit_steps, self.history, self.h)
-        self.problem.normal(self.z, fit)
+        hess, _, half, count = self.problem.normal(self.z, fit)
         self.problem.initialise(self.z, fit)
+        # the solver's and the checks' small operations too, so that the first update
+        # compiles nothing (the state is left as it was)
+        self._validity(self._lm(self.z, fit))
+        uncertainty.analyse(self.problem.space, self.z, hess, half, count,
+                            self.config.prior_std, external_torque=external_torque_rms(fit))
 
 
 def external_torque_rms(wins):

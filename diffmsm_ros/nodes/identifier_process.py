@@ -117,6 +117,8 @@ class IdentifierProcess:
 
     def start(self):
         """Start the child and wait until it compiled (raises RuntimeError if it failed)."""
+        # few malloc arenas in the child (read at its start): its memory stays compact
+        os.environ.setdefault('MALLOC_ARENA_MAX', '2')
         self.process.start()
         deadline = time.monotonic() + READY_TIMEOUT
         while True:

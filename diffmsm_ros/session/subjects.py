@@ -8,13 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def normalised_length_range(model):
-    """Min and max normalised fibre length of each muscle over the joint ranges (grid)."""
+def length_grid(model, count=25):
+    """Muscle-tendon lengths (m) [K, n_muscles] on a grid over the joint ranges."""
+    import jax
     rng = np.asarray(model.skeleton.joint_range)
-    axes = [np.linspace(lo, hi, 25) for lo, hi in rng]
+    axes = [np.linspace(lo, hi, count) for lo, hi in rng]
     grid = np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(-1, len(axes))
-    lengths = np.array([np.asarray(dynamics.muscle_lengths(model, jnp.asarray(q)))
-                        for q in grid])
+    return np.asarray(jax.vmap(lambda q: dynamics.muscle_lengths(model, q))(jnp.asarray(grid)))
+
+
+def normalised_length_range(model, lengths=None):
+    """Min and max normalised fibre length of each muscle over the joint ranges (grid)."""
+    lengths = length_grid(model) if lengths is None else lengths
     mus = model.muscles
     norm = (lengths - np.asarray(mus.tendon_slack_length)) / np.asarray(
         mus.optimal_fiber_length)
@@ -32,6 +37,7 @@ def perturb(sf, relative, rng, bones=True, tries=50):
     model = sf.model
     mus, sk = model.muscles, model.skeleton
     nm = model.n_muscles
+    lengths = length_grid(model)          # the geometry is not perturbed
     for _ in range(tries):
         f0 = np.asarray(mus.max_isometric_force) * (1 + relative * rng.standard_normal(nm))
         l0 = np.asarray(mus.optimal_fiber_length) * (1 + relative * rng.standard_normal(nm))
@@ -51,7 +57,7 @@ def perturb(sf, relative, rng, bones=True, tries=50):
             modelfile.check_bounds(candidate)
         except modelfile.ModelFileError:
             continue
-        lo, hi = normalised_length_range(truth)
+        lo, hi = normalised_length_range(truth, lengths)
         if family_ok(truth, lo, hi):
             return candidate
     raise ValueError(f'could not draw a plausible subject with perturbation {relative}')
