@@ -21,6 +21,15 @@ CHILD_NICENESS = 10      # scheduling priority of the identifier below the torqu
 READY_TIMEOUT = 900.0   # s for the child to compile
 
 
+def _release_free_memory():
+    """Hand freed heap memory back to the system (glibc), so RSS follows what is in use."""
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _child(template_spec, config, inbox, outbox):
     """Child process: run an IdentifierWorker fed from ``inbox``."""
     # background work: lower priority and one XLA thread, so the torque path keeps a core
@@ -40,6 +49,7 @@ def _child(template_spec, config, inbox, outbox):
 
         def on_result(result):
             outbox.put(('result', result.__dict__, worker_stats()))
+            _release_free_memory()
 
         def on_model(model):
             outbox.put(('model', model, modelfile.dumps(worker.current_file()),
@@ -58,6 +68,7 @@ def _child(template_spec, config, inbox, outbox):
                     'errors': worker.errors}
 
         worker.compile()
+        _release_free_memory()
         worker.start()
         outbox.put(('ready', worker_stats()))
         last_stats = time.monotonic()
