@@ -10,9 +10,8 @@ simulates the reduced MyoArm wearing an exoskeleton on both joints (PD tracking 
 gravity compensation), with encoder noise and envelope EMG.
 """
 
-from diffmsm_ros.model import dynamics
 from diffmsm_ros.session import mujoco_sim, record, subjects
-import jax
+from diffmsm_ros.session.mujoco_sim import model_along_run
 import numpy as np
 import pytest
 from test_identify_sessions import ENCODER_NOISE, identify, muscle_errors
@@ -40,8 +39,7 @@ def test_offline_mujoco_arm_session(arm, arm_session):
     start = muscle_errors(arm.model, truth.model)
     err = muscle_errors(sf.model, truth.model)
     model = sf.model
-    torque = np.asarray(jax.jit(jax.vmap(lambda q, qd, a: dynamics.muscle_torque(
-        model, q, qd, a)))(run.q, run.qd, run.act))
+    torque, _ = model_along_run(model, run)
     torque_error = 100 * _rms(torque - run.tau_muscle) / _rms(run.tau_muscle)
     print(f'\nMuJoCo arm session, {SESSION:.0f} s: template error {start.mean():.2f} %; '
           f'identified muscle error mean {err.mean():.3f} %, max {err.max():.3f} %; '

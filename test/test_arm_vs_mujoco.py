@@ -7,9 +7,10 @@ exoskeleton motor on each joint.
 
 from diffmsm_ros.files import modelfile, myoarm
 from diffmsm_ros.model import dynamics
-from diffmsm_ros.model.dynamics import Inputs, State
+from diffmsm_ros.model.dynamics import State
 from diffmsm_ros.session import synth
-from diffmsm_ros.session.mujoco_sim import exo_motor_names, MujocoOracle
+from diffmsm_ros.session.mujoco_sim import (exo_motor_names, model_along_run, MujocoOracle,
+                                            therapy_run)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,16 +28,8 @@ def setting(arm, arm_xml):
     model = arm.model
     oracle = MujocoOracle(arm_xml, model.joint_names, model.muscle_names,
                           exo_motor_names(arm))
-    steps = int(round(10.0 / model.timestep))
-    t = np.arange(steps) * model.timestep
-    rng = np.random.default_rng(11)
-    u = synth.excitations(model, t, rng)
-    q_ref, qd_ref = synth.therapy_reference(model, t, rng)
-    controller = synth.ExoController()
-    exo = jax.jit(lambda q, qd, qr, qdr: synth.exo_torque(model, controller, q, qd, qr, qdr))
-    run = oracle.run(q_ref[0], qd_ref[0], u[0], u,
-                     controller=lambda k, q, qd: np.asarray(exo(q, qd, q_ref[k], qd_ref[k])))
-    return model, oracle, run, (u, q_ref, qd_ref, controller)
+    run, inputs = therapy_run(oracle, model, 10.0, 11)
+    return model, oracle, run, inputs
 
 
 def test_bundled_template_is_the_reduced_arm(arm, arm_xml):
@@ -74,12 +67,9 @@ def test_geometry_held_out(setting):
 
 def test_torque_and_acceleration_along_mujoco_trajectory(setting):
     model, _, run, _ = setting
-    torque = jax.jit(jax.vmap(lambda q, qd, a: dynamics.muscle_torque(model, q, qd, a)))(
-        run.q, run.qd, run.act)
-    acc = jax.jit(jax.vmap(lambda q, qd, a, u, te: dynamics.joint_acceleration(
-        model, State(q, qd, a), Inputs(u, te))))(run.q, run.qd, run.act, run.u, run.tau_exo)
-    torque_err = _rms(np.asarray(torque) - run.tau_muscle) / _rms(run.tau_muscle)
-    acc_err = _rms(np.asarray(acc) - run.qacc) / _rms(run.qacc)
+    torque, acc = model_along_run(model, run)
+    torque_err = _rms(torque - run.tau_muscle) / _rms(run.tau_muscle)
+    acc_err = _rms(acc - run.qacc) / _rms(run.qacc)
     print(f'muscle torque {torque_err}, joint acceleration {acc_err} of RMS (per joint)')
     assert torque.shape[1] == 2
     assert np.all(torque_err <= 1e-2) and np.all(acc_err <= 1e-2)

@@ -3,7 +3,7 @@
 from diffmsm_ros.model import dynamics, integrators
 from diffmsm_ros.model.dynamics import Inputs, State
 from diffmsm_ros.session import synth
-from diffmsm_ros.session.mujoco_sim import MujocoOracle
+from diffmsm_ros.session.mujoco_sim import model_along_run, MujocoOracle, therapy_run
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,16 +18,8 @@ def _rms(x):
 def setting(elbow, elbow_xml):
     model = elbow.model
     oracle = MujocoOracle(elbow_xml, model.joint_names, model.muscle_names, ['Exo'])
-    steps = int(round(10.0 / model.timestep))
-    t = np.arange(steps) * model.timestep
-    rng = np.random.default_rng(5)
-    u = synth.excitations(model, t, rng)
-    q_ref, qd_ref = synth.therapy_reference(model, t, rng)
-    controller = synth.ExoController()
-    exo = jax.jit(lambda q, qd, qr, qdr: synth.exo_torque(model, controller, q, qd, qr, qdr))
-    run = oracle.run(q_ref[0], qd_ref[0], u[0], u,
-                     controller=lambda k, q, qd: np.asarray(exo(q, qd, q_ref[k], qd_ref[k])))
-    return model, oracle, run, (u, q_ref, qd_ref, controller)
+    run, inputs = therapy_run(oracle, model, 10.0, 5)
+    return model, oracle, run, inputs
 
 
 def test_geometry_held_out_moment_arms(setting):
@@ -44,12 +36,9 @@ def test_geometry_held_out_moment_arms(setting):
 
 def test_torque_and_acceleration_along_mujoco_trajectory(setting):
     model, _, run, _ = setting
-    torque = jax.jit(jax.vmap(lambda q, qd, a: dynamics.muscle_torque(model, q, qd, a)))(
-        run.q, run.qd, run.act)
-    acc = jax.jit(jax.vmap(lambda q, qd, a, u, te: dynamics.joint_acceleration(
-        model, State(q, qd, a), Inputs(u, te))))(run.q, run.qd, run.act, run.u, run.tau_exo)
-    torque_err = _rms(np.asarray(torque) - run.tau_muscle) / _rms(run.tau_muscle)
-    acc_err = _rms(np.asarray(acc) - run.qacc) / _rms(run.qacc)
+    torque, acc = model_along_run(model, run)
+    torque_err = _rms(torque - run.tau_muscle) / _rms(run.tau_muscle)
+    acc_err = _rms(acc - run.qacc) / _rms(run.qacc)
     print(f'muscle torque {torque_err:.2e}, joint acceleration {acc_err:.2e} of RMS')
     assert torque_err <= 5e-3
     assert acc_err <= 5e-3

@@ -13,9 +13,7 @@ import time
 from diffmsm_ros import settings
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.identify import offline, online, params
-from diffmsm_ros.model import dynamics
 from diffmsm_ros.session import record, subjects, synth
-import jax
 import numpy as np
 import pytest
 
@@ -92,8 +90,8 @@ def test_offline_mujoco_session_with_exo(elbow, exo_session, exo_identified):
     start_error = muscle_errors(elbow.model, truth.model).mean()
     err = muscle_errors(sf.model, truth.model)
     model = sf.model
-    torque = np.asarray(jax.jit(jax.vmap(lambda q, qd, a: dynamics.muscle_torque(
-        model, q, qd, a)))(run.q, run.qd, run.act))
+    from diffmsm_ros.session.mujoco_sim import model_along_run
+    torque, _ = model_along_run(model, run)
     torque_error = 100 * rms(torque - run.tau_muscle) / rms(run.tau_muscle)
     print(f'\nMuJoCo session with exo, {SESSION:.0f} s: template error {start_error:.2f} %; '
           f'identified muscle error mean {err.mean():.3f} %, '

@@ -88,6 +88,38 @@ class MujocoOracle:
         return MujocoRun(**{k: np.array(v) for k, v in rec.items()})
 
 
+def therapy_run(oracle, model, duration, seed):
+    """
+    Run the oracle for ``duration`` s under the exoskeleton tracking a therapy trajectory.
+
+    Excitations, trajectory and controller as in ``synth`` (gravity compensation with
+    ``model``); returns the MujocoRun and (u, q_ref, qd_ref, controller).
+    """
+    import jax
+    from diffmsm_ros.session import synth
+    t = np.arange(int(round(duration / model.timestep))) * model.timestep
+    rng = np.random.default_rng(seed)
+    u = synth.excitations(model, t, rng)
+    q_ref, qd_ref = synth.therapy_reference(model, t, rng)
+    controller = synth.ExoController()
+    exo = jax.jit(lambda q, qd, qr, qdr: synth.exo_torque(model, controller, q, qd, qr, qdr))
+    run = oracle.run(q_ref[0], qd_ref[0], u[0], u,
+                     controller=lambda k, q, qd: np.asarray(exo(q, qd, q_ref[k], qd_ref[k])))
+    return run, (u, q_ref, qd_ref, controller)
+
+
+def model_along_run(model, run):
+    """Our model's muscle torque (N m) and joint acceleration along a MuJoCo run, [T, nq]."""
+    import jax
+    from diffmsm_ros.model import dynamics
+    from diffmsm_ros.model.dynamics import Inputs, State
+    torque = jax.jit(jax.vmap(lambda q, qd, a: dynamics.muscle_torque(model, q, qd, a)))(
+        run.q, run.qd, run.act)
+    acc = jax.jit(jax.vmap(lambda q, qd, a, u, te: dynamics.joint_acceleration(
+        model, State(q, qd, a), Inputs(u, te))))(run.q, run.qd, run.act, run.u, run.tau_exo)
+    return np.asarray(torque), np.asarray(acc)
+
+
 def apply_subject(oracle, subject, template):
     """
     Put ``subject``'s muscle parameters and segment masses into the MuJoCo model.
