@@ -426,9 +426,9 @@ class DiffMsmNode(Node):
     # ------------------------------------------------------------------ diagnostics
     def _rate(self, kind):
         """Return the samples per second of ``kind`` over its last ``RATE_SPAN`` s of stamps."""
-        window = [(t, n) for t, n in list(self.rate_window[kind])
-                  if t >= self.rate_window[kind][-1][0] - RATE_SPAN] \
-            if self.rate_window[kind] else []
+        entries = list(self.rate_window[kind])
+        window = [(t, n) for t, n in entries if t >= entries[-1][0] - RATE_SPAN] \
+            if entries else []
         if len(window) < 2:
             return float('nan')
         span = window[-1][0] - window[0][0]
@@ -451,10 +451,12 @@ class DiffMsmNode(Node):
             level = 'OK'
         recent = {k: reason for k, (reason, at) in self.bad.items() if now - at < BAD_RECENT}
         problems += [f'bad {k}: {reason}' for k, reason in recent.items()]
-        rates = {'encoder_rate_hz': self._rate('encoders'), 'emg_rate_hz': self._rate('emg')}
+        measured_rates = {kind: self._rate(kind) for kind in ('encoders', 'emg')}
+        rates = {'encoder_rate_hz': measured_rates['encoders'],
+                 'emg_rate_hz': measured_rates['emg']}
         for kind, expected in (('encoders', self.values['rates.encoders']),
                                ('emg', self.values['rates.emg'] or self.intake.rate)):
-            measured = self._rate(kind)
+            measured = measured_rates[kind]
             if expected > 0 and math.isfinite(measured) and \
                     abs(measured - expected) > RATE_TOLERANCE * expected:
                 problems.append(f'{kind} at {measured:.0f} Hz, expected {expected:g}')

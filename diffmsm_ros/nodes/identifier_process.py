@@ -8,6 +8,7 @@ pytree and YAML text) and counters.  Queues are bounded: if the child falls behi
 oldest batches are dropped and counted.
 """
 
+import functools
 import multiprocessing
 import os
 import queue
@@ -21,13 +22,21 @@ CHILD_NICENESS = 10      # scheduling priority of the identifier below the torqu
 READY_TIMEOUT = 900.0   # s for the child to compile
 
 
-def _release_free_memory():
-    """Hand freed heap memory back to the system (glibc), so RSS follows what is in use."""
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """Return glibc's malloc_trim, or None where there is no glibc."""
     try:
         import ctypes
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
+        return ctypes.CDLL('libc.so.6').malloc_trim
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+def _release_free_memory():
+    """Hand freed heap memory back to the system (glibc), so RSS follows what is in use."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _child(template_spec, config, inbox, outbox):

@@ -4,13 +4,13 @@ import dataclasses
 
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.model import dynamics
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 
 def length_grid(model, count=25):
     """Muscle-tendon lengths (m) [K, n_muscles] on a grid over the joint ranges."""
-    import jax
     rng = np.asarray(model.skeleton.joint_range)
     axes = [np.linspace(lo, hi, count) for lo, hi in rng]
     grid = np.stack(np.meshgrid(*axes, indexing='ij'), -1).reshape(-1, len(axes))
