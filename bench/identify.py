@@ -11,8 +11,8 @@ minimises the same multiple-shooting objective (same prior) from the same start:
   CEINMS-style global calibration.
 
 Printed per solver: wall time and evaluations at stop, muscle-parameter error at stop, and
-the wall time at which the error first fell to 0.05 %.  Also printed: the online update's
-compute time for a 5 s and a 10 s window.
+the wall time at which the error first fell to 0.05 %.  Also printed: the online updates'
+compute time over a simulated session, for a 5 s and a 10 s window, elbow and arm.
 
     python bench/identify.py [--budget 300] [--spread 0.1] [--seed 0]
 """
@@ -164,27 +164,45 @@ def main():
         online_update_times(templates.resolve(name), name)
 
 
-def online_update_times(template, name, windows=(5.0, 10.0), repeats=5):
-    """Print the compute time of one online update (warm start, 3 LM iterations)."""
-    from diffmsm_ros.identify import online, problem
+def online_update_times(template, name, windows=(5.0, 10.0), duration=30.0):
+    """
+    Print the compute time of every online update over a simulated session.
+
+    Hidden subject 10 % off the template, simulated by our own model in closed loop with the
+    exoskeleton, streamed through the OnlineIdentifier from the template with an update
+    every second of data.  Warm-start updates (3 LM iterations, hold-out check, and for an
+    accepted update the uncertainty analysis) are reported apart from the robust-start
+    updates (the first one, and again after 5 rejected updates in a row).
+    """
+    from diffmsm_ros.identify import offline, online, problem
+    from diffmsm_ros.session import record, subjects, synth
     import numpy as np
     model = template.model
-    print(f'\nonline update compute (warm start, 3 LM iterations), {name} template '
-          f'({model.n_joints} joints, {model.n_muscles} muscles; goal 500 ms at 5 s):')
+    truth = subjects.perturb(template, 0.1, np.random.default_rng(1))
+    session = synth.simulate(truth.model, model, duration, 2)
+    recording = record.recording_from_session(session)
+    print(f'\nonline update compute, {name} template ({model.n_joints} joints, '
+          f'{model.n_muscles} muscles, {duration:.0f} s session, an update per second; '
+          'goal 500 ms at 5 s):')
     for window in windows:
         config = problem.IdentifyConfig(window=window, holdout=0.5 if window < 6 else 1.0)
         ident = online.OnlineIdentifier(template, config)
         started = time.perf_counter()
         ident.compile()
         compile_s = time.perf_counter() - started
-        fit = online._dummy_window(model, ident.fit_steps, ident.history, ident.h)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            ident._lm(ident.z, fit)
-            times.append(time.perf_counter() - started)
-        print(f'  {window:4.0f} s window: median {np.median(times) * 1e3:.0f} ms, '
-              f'max {np.max(times) * 1e3:.0f} ms (compiled in {compile_s:.0f} s)')
+        results = []
+        offline.replay(ident, recording, recording.emg, 1.0,
+                       on_update=lambda result, _: results.append(result))
+        ran = [r for r in results if r.reason != 'not enough data yet']
+        warm = np.array([r.seconds for r in ran if not r.robust_start])
+        robust = [r.seconds for r in ran if r.robust_start]
+        accepted = sum(r.accepted for r in ran)
+        print(f'  {window:4.0f} s window (compiled in {compile_s:.0f} s): {len(warm)} warm '
+              f'updates, median {np.median(warm) * 1e3:.0f} ms, 90th percentile '
+              f'{np.percentile(warm, 90) * 1e3:.0f} ms, max {np.max(warm) * 1e3:.0f} ms; '
+              f'{len(robust)} robust start(s) '
+              + ', '.join(f'{s:.1f} s' for s in robust)
+              + f'; {accepted} of {len(ran)} updates accepted')
 
 
 if __name__ == '__main__':

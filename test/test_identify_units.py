@@ -3,7 +3,7 @@
 from diffmsm_ros.identify import params, solvers, uncertainty
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.online import OnlineIdentifier
-from diffmsm_ros.identify.problem import IdentifyConfig
+from diffmsm_ros.identify.problem import IdentifyConfig, Problem
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -82,6 +82,47 @@ def test_lm_solves_a_nonlinear_least_squares_problem():
         if not state.accepted:
             break
     np.testing.assert_allclose(state.z, target, atol=1e-6)
+
+
+def test_lm_refuses_invalid_trial_points_only_from_a_valid_point():
+    # minimum at z = 2, valid region z < 1: steps stop short, never cross
+    def normal(z):
+        return np.eye(1), np.asarray(z) - 2.0, 0.5 * float((z[0] - 2.0) ** 2)
+
+    def cost(z):
+        return 0.5 * float((z[0] - 2.0) ** 2)
+
+    def valid(z):
+        return z[0] < 1.0
+
+    state = solvers.lm_start(np.zeros(1))
+    for _ in range(30):
+        state = solvers.lm_iteration(normal, cost, state, -10 * np.ones(1), 10 * np.ones(1),
+                                     np.zeros(1), 1e6, valid=valid)
+        assert valid(state.z)
+        np.testing.assert_allclose(state.data_cost, cost(state.z))
+    assert state.z[0] > 0.9
+    # from an invalid point any step is allowed: it walks to the minimum
+    state = solvers.lm_start(np.array([1.5]))
+    for _ in range(30):
+        state = solvers.lm_iteration(normal, cost, state, -10 * np.ones(1), 10 * np.ones(1),
+                                     np.zeros(1), 1e6, valid=valid)
+    np.testing.assert_allclose(state.z, [2.0], atol=1e-6)
+
+
+def test_unphysical_parameters_are_named(elbow):
+    problem = Problem(elbow, IdentifyConfig(window=2.0, holdout=0.5))
+    space = problem.space
+    z = np.zeros(space.size)
+    assert problem.unphysical(z) == ''
+    assert problem.unphysical(np.full(space.size, np.nan)) == 'non-finite parameters'
+    for k, label in enumerate(space.labels()):
+        if '.inertia.' in label:
+            # the lower bound of a barycentric inertia coordinate leaves the tensor about
+            # the centre of mass indefinite
+            bad = z.copy()
+            bad[k] = space.lower[k]
+            assert problem.unphysical(bad) == 'inertia not positive definite', label
 
 
 def test_weak_directions_and_strength_scale_are_reported(elbow):

@@ -12,7 +12,6 @@ import time
 
 from diffmsm_ros import settings as settings_mod
 from diffmsm_ros.emg.intake import EmgIntake
-from diffmsm_ros.identify import uncertainty
 from diffmsm_ros.identify.online import external_torque_rms, OnlineIdentifier, subject_file
 from diffmsm_ros.identify.window import from_arrays, resample, slice_window
 import numpy as np
@@ -108,9 +107,8 @@ def replay(ident, recording, excitations, period, progress=None, on_update=None,
             ident.add_excitations(et[j:k], excitations[j:k])
             j = k
         result = ident.update()
-        space = ident.problem.space
         history.time.append(limit - t0)
-        history.theta.append(np.asarray(space.from_z(ident.z)))
+        history.theta.append(np.asarray(ident.problem.theta_of(ident.z)))
         history.std.append(None if ident.last_analysis is None else ident.last_analysis.std)
         history.accepted.append(result.accepted)
         history.seconds.append(result.seconds)
@@ -198,8 +196,7 @@ def identify_recording(template, recording, values, progress=True, final_window=
     # from where the online identifier got to, through the robust start on all the data
     z, costs = problem.solve(ident.z, wins, restarts=1)
     hess, _, half, count = problem.normal(z, wins)
-    analysis = uncertainty.analyse(problem.space, z, hess, half, count, config.prior_std,
-                                   external_torque=external_torque_rms(wins))
+    analysis = problem.analyse(z, hess, half, count, external_torque=external_torque_rms(wins))
     summary = dict(ident.identification_summary())
     summary.update({'window': float(grid[-1] - grid[0]), 'final_fit_iterations': len(costs) - 1,
                     'final_fit_seconds': time.monotonic() - started,

@@ -12,7 +12,7 @@ import dataclasses
 import time
 
 from diffmsm_ros.files import modelfile
-from diffmsm_ros.identify import uncertainty
+from diffmsm_ros.identify import solvers
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.problem import Problem
 from diffmsm_ros.identify.window import from_arrays
@@ -36,6 +36,7 @@ class UpdateResult:
     holdout_after: float = float('nan')   # hold-out cost with the candidate
     seconds: float = 0.0                  # compute time of the update
     data_time: float = float('nan')       # session time (s) at the window's end
+    robust_start: bool = False            # the robust start ran (first update, or retried)
 
 
 class OnlineIdentifier:
@@ -163,19 +164,23 @@ class OnlineIdentifier:
         if np.sum(np.asarray(fit.weight)) < 0.5 * fit.length:
             return self._done(UpdateResult(False, 'too many gaps in the window'), started)
         before = self.problem.cost(self.z, hold)
-        candidates = [self._lm(self.z, fit)]
-        if self.needs_global:
+        fits = [self._lm(self.z, fit)]
+        robust = self.needs_global
+        if robust:
             z0 = self.problem.initialise(self.z, fit)
-            candidates.append(self._lm(z0, fit))
-        costs = [self.problem.cost(z, fit) if not self._validity(z) else np.inf
-                 for z in candidates]
+            fits.append(self._lm(z0, fit))
+        candidates = [state.z for state in fits]
+        costs = [self.problem.mean_cost(state.data_cost, fit)
+                 if not self._validity(state.z) and np.isfinite(state.data_cost) else np.inf
+                 for state in fits]
         end, _ = self.available()
         data_time = self.encoders.origin + end * self.h
         if not np.any(np.isfinite(costs)):
             self._rollback()
             self._note_rejection()
             return self._done(UpdateResult(False, self._validity(candidates[0]) or
-                                           'non-finite cost', data_time=data_time), started)
+                                           'non-finite cost', data_time=data_time,
+                                           robust_start=robust), started)
         best = int(np.argmin(costs))
         z_new, fit_cost = candidates[best], costs[best]
         after = self.problem.cost(z_new, hold)
@@ -184,18 +189,17 @@ class OnlineIdentifier:
             self._note_rejection()
             return self._done(UpdateResult(
                 False, 'did not lower the hold-out error', fit_cost, before, after,
-                data_time=data_time), started)
+                data_time=data_time, robust_start=robust), started)
         self.z = z_new
         self.good_z = z_new.copy()
         self.accepted += 1
         self.needs_global = False
         self.rejections_in_row = 0
         hess, _, half, count = self.problem.normal(self.z, fit)
-        self.last_analysis = uncertainty.analyse(
-            self.problem.space, self.z, hess, half, count, self.config.prior_std,
-            external_torque=external_torque_rms(fit))
+        self.last_analysis = self.problem.analyse(self.z, hess, half, count,
+                                                  external_torque=external_torque_rms(fit))
         return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
-                                       data_time=data_time), started)
+                                       data_time=data_time, robust_start=robust), started)
 
     def _note_rejection(self):
         """After ``GLOBAL_AFTER`` rejections in a row, try the robust start again."""
@@ -205,12 +209,13 @@ class OnlineIdentifier:
             self.rejections_in_row = 0
 
     def _lm(self, z0, win):
-        state = self.problem.lm_init(z0, win)
+        """Run a few LM iterations from z0; return the LMState (``data_cost`` at its z)."""
+        state = solvers.lm_start(z0)
         for _ in range(self.config.iterations):
             state = self.problem.lm_step(state, win)
             if not state.accepted:
                 break
-        return np.asarray(state.z)
+        return state
 
     def _validity(self, z):
         """Reason the candidate cannot be used, or '' if it can."""
@@ -221,19 +226,7 @@ class OnlineIdentifier:
             return 'parameters left their bounds'
         if np.any(np.abs(z - self.good_z) > EXPLODED):
             return 'parameters exploded'
-        model = self.problem.model_at(jnp.asarray(z))
-        theta = np.asarray(space.from_z(jnp.asarray(z)))
-        if not np.all(np.isfinite(theta)):
-            return 'non-finite parameters'
-        sk = model.skeleton
-        if np.any(np.asarray(sk.mass) <= 0):
-            return 'non-positive segment mass'
-        for six in np.asarray(sk.inertia):
-            tensor = np.array([[six[0], six[3], six[4]], [six[3], six[1], six[5]],
-                               [six[4], six[5], six[2]]])
-            if np.min(np.linalg.eigvalsh(tensor)) <= 0:
-                return 'inertia not positive definite'
-        return ''
+        return self.problem.unphysical(z)
 
     def _rollback(self):
         self.z = self.good_z.copy()
@@ -247,7 +240,7 @@ class OnlineIdentifier:
     # ------------------------------------------------------------------ output
     def current_model(self):
         """Return the last accepted subject model (a JAX pytree of numpy arrays)."""
-        return _to_numpy(self.problem.model_at(jnp.asarray(self.z)))
+        return _to_numpy(self.problem.model_of(jnp.asarray(self.z)))
 
     def current_file(self, extra_identification=None):
         """Return the last accepted model as a SubjectFile with 1-sigma values and a report."""
@@ -275,9 +268,8 @@ class OnlineIdentifier:
         self.problem.initialise(self.z, fit)
         # the solver's and the checks' small operations too, so that the first update
         # compiles nothing (the state is left as it was)
-        self._validity(self._lm(self.z, fit))
-        uncertainty.analyse(self.problem.space, self.z, hess, half, count,
-                            self.config.prior_std, external_torque=external_torque_rms(fit))
+        self._validity(self._lm(self.z, fit).z)
+        self.problem.analyse(self.z, hess, half, count, external_torque=external_torque_rms(fit))
 
 
 def external_torque_rms(wins):
@@ -321,7 +313,7 @@ def _dummy_window(model, steps, history, h):
 
 def subject_file(template, problem, z, analysis, summary):
     """Build a SubjectFile for parameters z: model, 1-sigma values, identification section."""
-    model = _to_numpy(problem.model_at(jnp.asarray(z)))
+    model = _to_numpy(problem.model_of(jnp.asarray(z)))
     space = problem.space
     std = {}
     section = dict(summary)

@@ -9,7 +9,8 @@ import dataclasses
 import functools
 import math
 
-from diffmsm_ros.identify import params, residuals, solvers
+from diffmsm_ros.identify import params, residuals, solvers, uncertainty
+from diffmsm_ros.model.skeleton import inertia_matrix as skeleton_inertia_matrix
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,6 +105,11 @@ class Problem:
                                                     self.equation_residual))
         self._eq_cost = jax.jit(self.equation_half_cost)
         self._adam = jax.jit(functools.partial(solvers.adam_update, self.residual))
+        self.theta_of = jax.jit(self.space.from_z)
+        self.model_of = jax.jit(self.model_at)
+        self._theta_jacobian = jax.jit(jax.jacfwd(self.space.from_z))
+        self._scale = jax.jit(functools.partial(uncertainty.scale_direction, self.space))
+        self._inertials = jax.jit(self._inertials_at)
 
     # ------------------------------------------------------------------ residuals
     def model_at(self, z):
@@ -142,6 +148,35 @@ class Problem:
         r = self.equation_residual(z, win, qdd)
         return 0.5 * jnp.sum(r * r)
 
+    def _inertials_at(self, z):
+        skeleton = self.model_at(z).skeleton
+        return self.space.from_z(z), skeleton.mass, skeleton.inertia
+
+    def unphysical(self, z):
+        """
+        Reason the parameters z cannot describe a body, or '' if they can.
+
+        Non-finite values, a segment mass that is not positive, or an inertia tensor (about
+        the centre of mass) that is not positive definite.
+        """
+        theta, mass, inertia = (np.asarray(v) for v in self._inertials(
+            jnp.asarray(z, dtype=jnp.float64)))
+        if not np.all(np.isfinite(theta)):
+            return 'non-finite parameters'
+        if np.any(mass <= 0):
+            return 'non-positive segment mass'
+        tensors = np.asarray(skeleton_inertia_matrix(inertia))
+        if tensors.size and np.min(np.linalg.eigvalsh(tensors)) <= 0:
+            return 'inertia not positive definite'
+        return ''
+
+    def analyse(self, z, hess, half_cost, count, external_torque=None):
+        """Uncertainty analysis at z (``uncertainty.analyse``) with jitted derivatives."""
+        zz = jnp.asarray(z, dtype=jnp.float64)
+        return uncertainty.analyse(self.space, z, hess, half_cost, count,
+                                   self.config.prior_std, external_torque=external_torque,
+                                   jacobian=self._theta_jacobian(zz), scale=self._scale(zz))
+
     def _prior(self, z_prior):
         return np.zeros(self.space.size) if z_prior is None else np.asarray(z_prior, float)
 
@@ -160,25 +195,36 @@ class Problem:
 
     def cost(self, z, win):
         """Mean squared shooting residual (sigma_q units) of one window."""
+        return self.mean_cost(self.half_cost(z, win), win)
+
+    def mean_cost(self, half_cost, win):
+        """Mean squared shooting residual of one window from its 0.5 |r|^2."""
         count = residuals.segment_count(win.length, self.segment_steps) * \
             self.segment_steps * self.template.n_joints
-        return 2.0 * self.half_cost(z, win) / max(count, 1)
+        return 2.0 * half_cost / max(count, 1)
 
     # ------------------------------------------------------------------ solving
     def lm_init(self, z0, wins, z_prior=None):
         return solvers.lm_init(lambda z: self.half_cost(z, wins), z0, self._prior(z_prior),
                                self.config.prior_std)
 
-    def lm_step(self, state, wins, z_prior=None, mask=None):
-        """One LM iteration on the shooting residual (parameters outside ``mask`` held)."""
-        return self._masked_iteration(state, lambda z: self.normal(z, wins),
-                                      lambda z: self.half_cost(z, wins), z_prior, mask)
+    def lm_step(self, state, wins, z_prior=None, mask=None, valid=None):
+        """
+        One LM iteration on the shooting residual (parameters outside ``mask`` held).
 
-    def _masked_iteration(self, state, normal, cost, z_prior, mask):
+        Trial points that ``valid(z)`` (optional) refuses are not taken while the current
+        point is valid.
+        """
+        return self._masked_iteration(state, lambda z: self.normal(z, wins),
+                                      lambda z: self.half_cost(z, wins), z_prior, mask,
+                                      valid)
+
+    def _masked_iteration(self, state, normal, cost, z_prior, mask, valid=None):
         z_prior = self._prior(z_prior)
         if mask is None:
             return solvers.lm_iteration(normal, cost, state, self.lower, self.upper, z_prior,
-                                        self.config.prior_std, project=self.space.project)
+                                        self.config.prior_std, project=self.space.project,
+                                        valid=valid)
         idx = np.flatnonzero(mask)
         full = state.z.copy()
 
@@ -195,18 +241,25 @@ class Problem:
         out = solvers.lm_iteration(sub_normal, lambda zs: cost(expand(zs)), sub,
                                    self.lower[idx], self.upper[idx], z_prior[idx],
                                    self.config.prior_std,
-                                   project=lambda zs: self.space.project(expand(zs))[idx])
+                                   project=lambda zs: self.space.project(expand(zs))[idx],
+                                   valid=None if valid is None else
+                                   lambda zs: valid(expand(zs)))
         return out._replace(z=expand(out.z))
 
-    def fit(self, z0, wins, z_prior=None, iterations=None, tolerance=None, callback=None):
-        """Levenberg-Marquardt on the shooting residual from z0; returns (z, objectives)."""
+    def fit(self, z0, wins, z_prior=None, iterations=None, tolerance=None, callback=None,
+            valid=None):
+        """
+        Levenberg-Marquardt on the shooting residual from z0; returns (z, objectives).
+
+        ``valid(z)`` (optional) refuses trial points (see ``lm_step``).
+        """
         iterations = iterations or self.config.max_iterations
         tolerance = self.config.tolerance if tolerance is None else tolerance
         state = self.lm_init(z0, wins, z_prior)
         costs = [state.cost]
         for _ in range(iterations):
             before = state.z
-            state = self.lm_step(state, wins, z_prior)
+            state = self.lm_step(state, wins, z_prior, valid=valid)
             costs.append(state.cost)
             if callback is not None:
                 callback(state)
@@ -261,7 +314,9 @@ class Problem:
 
         Starts: the robust start from z0, then z0 itself, then robust starts from z0 with
         its muscle coordinates jittered (fixed seed); it stops at the first fit whose mean
-        squared residual is at the noise level (``NOISE_LEVEL``), else keeps the best.
+        squared residual is at the noise level (``NOISE_LEVEL``), else keeps the best.  A
+        result that is not physical (``unphysical``) is replaced by a fit from z0 whose steps
+        stay physical.
         """
         wins = _as_list(wins)
         count = sum(residuals.segment_count(w.length, self.segment_steps) for w in wins) * \
@@ -287,6 +342,11 @@ class Problem:
                 break
         if best is None:
             return np.asarray(z0, dtype=float), [float('nan')]
+        if self.unphysical(best[1]) and not self.unphysical(z0):
+            # weakly determined directions drifted out of physical bodies: fit again from
+            # z0 with every step kept physical
+            return self.fit(z0, wins, z_prior, iterations,
+                            valid=lambda z: not self.unphysical(z))
         return best[1], best[2]
 
     def initialise(self, z0, wins, z_prior=None):

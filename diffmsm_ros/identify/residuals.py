@@ -14,7 +14,7 @@ Residuals on measured motion for least-squares identification.
 import dataclasses
 
 from diffmsm_ros.identify import excitation
-from diffmsm_ros.model import dynamics, integrators
+from diffmsm_ros.model import dynamics, integrators, sensitivity
 from diffmsm_ros.model.dynamics import Inputs, State
 import jax
 import jax.numpy as jnp
@@ -40,8 +40,16 @@ def segment_count(length, segment):
 
 
 def _segment_rollout(model, q0, qd0, a0, u, tau, h, method):
-    states = integrators.rollout(model, State(q0, qd0, a0), Inputs(u, tau), h, method)
-    return states.q, states.qd
+    """Angles and velocities after each step of one segment, [K, nq] each."""
+    if method != 'euler':
+        states = integrators.rollout(model, State(q0, qd0, a0), Inputs(u, tau), h, method)
+        return states.q, states.qd
+    # the activations do not depend on the motion: integrate them first, then the joints
+    # with the rollout whose Jacobian costs 2 nq full linearisations per step
+    a = excitation.activations(model, u, h, method, a0=a0)
+    x = sensitivity.motion_rollout(model, jnp.concatenate([q0, qd0]), a, tau, h)
+    nq = q0.shape[0]
+    return x[:, :nq], x[:, nq:]
 
 
 def nuisance_count(nq, nm, config):
@@ -99,7 +107,8 @@ def shooting_segments(model, win, config, offset=None):
     def one(q0_i, qd0_i, a0_i, u_i, t_i):
         return _segment_rollout(model, q0_i, qd0_i, a0_i, u_i, t_i, win.h, config.method)
 
-    q_sim, qd_sim = jax.vmap(one)(q0, qd0, seg(a)[:, 0], seg(u) * gain, seg(win.tau_exo))
+    q_sim, qd_sim = jax.vmap(one)(q0, qd0, seg(a)[:, 0], seg(u) * gain,
+                                  seg(jnp.asarray(win.tau_exo)))
     w = jnp.sqrt(weight)[:, None, None]
     parts = [(q_sim - target(win.q)) / config.sigma_q * w]
     if config.velocity_weight > 0:
@@ -173,16 +182,20 @@ def shooting_normal_equations(residual_segments, z, count, weights, profile):
     return jz.T @ jz, jz.T @ r, 0.5 * jnp.sum(r * r), r.shape[0]
 
 
+@sensitivity.model_part_derivative
+def _equation_error(model, q, qd, qdd, a, tau):
+    """Muscle plus exo torque minus the torque the motion needs, one sample (N m)."""
+    need = dynamics.inverse_dynamics(model, q, qd, qdd)
+    return dynamics.muscle_torque(model, q, qd, a) + tau - need
+
+
 def equation_error_residuals(model, win, qdd, sigma_tau=1.0):
     """Inverse-dynamics torque error per sample (N m / sigma_tau), flattened."""
     u = excitation.excitations(model, win)
     a = excitation.activations(model, u, win.h)
 
-    def one(q, qd, qdd_k, a_k, tau):
-        need = dynamics.inverse_dynamics(model, q, qd, qdd_k)
-        return dynamics.muscle_torque(model, q, qd, a_k) + tau - need
-
-    r = jax.vmap(one)(win.q, win.qd, qdd, a, win.tau_exo)
+    r = jax.vmap(_equation_error, in_axes=(None, 0, 0, 0, 0, 0))(
+        model, win.q, win.qd, qdd, a, win.tau_exo)
     return (r * jnp.sqrt(win.weight)[:, None] / sigma_tau).reshape(-1)
 
 

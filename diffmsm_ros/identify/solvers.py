@@ -22,6 +22,7 @@ class LMState(NamedTuple):
     lam: float            # Marquardt damping, relative to diag(J^T J)
     nu: float             # growth factor of lam after a rejected step
     accepted: bool        # did the last iteration lower the objective
+    data_cost: float = float('nan')   # the data part of ``cost`` (0.5 |r|^2)
 
 
 def residual_and_jacobian(residual, z, *args):
@@ -48,19 +49,27 @@ def _prior_terms(z, z_prior, prior_std):
 def lm_init(cost, z0, z_prior, prior_std, lam=1e-3):
     """Start LM at z0 (objective = data cost + prior)."""
     z0 = np.asarray(z0, dtype=float)
-    c = float(cost(z0)) + _prior_terms(z0, z_prior, prior_std)[2]
-    return LMState(z0, c if np.isfinite(c) else np.inf, lam, 2.0, True)
+    data = float(cost(z0))
+    c = data + _prior_terms(z0, z_prior, prior_std)[2]
+    return LMState(z0, c if np.isfinite(c) else np.inf, lam, 2.0, True, data)
+
+
+def lm_start(z0, lam=1e-3):
+    """Start LM at z0 without evaluating the objective (the first iteration does)."""
+    return LMState(np.asarray(z0, dtype=float), np.inf, lam, 2.0, True)
 
 
 def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_tries=10,
-                 project=None):
+                 project=None, valid=None):
     """
     One Levenberg-Marquardt iteration with box bounds (projected steps).
 
     Linearises once, then solves (H + lam diag(H)) dz = -g, raising lam until the step
     lowers the objective (at most ``max_tries`` cost evaluations); lam follows Nielsen's
     rule on the ratio of actual to predicted decrease.  ``project`` (optional) maps a
-    clipped point onto further constraints.
+    clipped point onto further constraints; ``valid`` (optional) refuses a trial point
+    like a step that raised the objective, when the current point is valid itself (from an
+    invalid point any step is allowed, so that a fit can walk back).
     """
     z = state.z
     hess, grad, data_cost = (np.asarray(x, dtype=float) for x in normal(z)[:3])
@@ -68,6 +77,8 @@ def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_trie
     hess, grad, current = hess + ph, grad + pg, float(data_cost) + pc
     if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad)) and np.isfinite(current)):
         return state._replace(accepted=False)
+    if valid is not None and not valid(z):
+        valid = None
     diag = np.diag(hess)
     diag = np.maximum(diag, 1e-9 * np.max(diag) + 1e-30)
     lam, nu = state.lam, state.nu
@@ -80,16 +91,20 @@ def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_trie
         z_new = np.clip(z + step, lower, upper)
         if project is not None:
             z_new = project(z_new)
+        if valid is not None and not valid(z_new):
+            lam, nu = float(min(lam * nu, 1e15)), min(nu * 2.0, 1e6)
+            continue
         dz = z_new - z
         predicted = -(grad @ dz + 0.5 * dz @ hess @ dz)
-        c_new = float(cost(z_new)) + _prior_terms(z_new, z_prior, prior_std)[2]
+        data_new = float(cost(z_new))
+        c_new = data_new + _prior_terms(z_new, z_prior, prior_std)[2]
         if np.isfinite(c_new) and c_new < current and predicted > 0:
             rho = (current - c_new) / predicted
             lam = float(np.clip(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
                                 1e-15, 1e15))
-            return LMState(z_new, c_new, lam, 2.0, True)
+            return LMState(z_new, c_new, lam, 2.0, True, data_new)
         lam, nu = float(min(lam * nu, 1e15)), min(nu * 2.0, 1e6)
-    return LMState(z, current, lam, nu, False)
+    return LMState(z, current, lam, nu, False, float(data_cost))
 
 
 class AdamState(NamedTuple):

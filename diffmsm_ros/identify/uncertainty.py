@@ -31,14 +31,13 @@ class Analysis:
 
 def scale_direction(space, z):
     """Return the unit z-direction of scaling every force-like parameter by one factor."""
+    mask = np.asarray([e.field in FORCE_LIKE for e in space.entries], dtype=float)
+    if not mask.any():
+        return jnp.zeros(space.size)
     theta = space.from_z(jnp.asarray(z, dtype=jnp.float64))
-    mask = jnp.asarray([e.field in FORCE_LIKE for e in space.entries], dtype=theta.dtype)
-    if not bool(jnp.any(mask)):
-        return np.zeros(space.size)
     _, v = jax.jvp(lambda eps: space.to_z(theta * (1.0 + eps * mask)),
                    (jnp.asarray(0.0),), (jnp.asarray(1.0),))
-    v = np.asarray(v)
-    return v / np.linalg.norm(v)
+    return v / jnp.linalg.norm(v)
 
 
 def _combination(vec, labels, top=4):
@@ -49,8 +48,13 @@ def _combination(vec, labels, top=4):
 
 
 def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
-            weak_threshold=0.05, scale_threshold=0.05):
-    """Uncertainties and weak directions at z from the data normal equations J^T J."""
+            weak_threshold=0.05, scale_threshold=0.05, jacobian=None, scale=None):
+    """
+    Uncertainties and weak directions at z from the data normal equations J^T J.
+
+    ``jacobian`` (d theta / d z) and ``scale`` (``scale_direction``) may be passed in,
+    computed by jitted code; otherwise they are computed here.
+    """
     hess = np.asarray(hess, dtype=float)
     p = hess.shape[0]
     s2 = max(2.0 * float(half_cost) / max(n - p, 1), 1e-30)
@@ -58,7 +62,9 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     prior = np.eye(p) / prior_std ** 2
     cov = np.linalg.inv(info + prior)
     std_z = np.sqrt(np.clip(np.diag(cov), 0, None))
-    dtheta = np.asarray(jax.jacfwd(space.from_z)(jnp.asarray(z, dtype=jnp.float64)))
+    if jacobian is None:
+        jacobian = jax.jacfwd(space.from_z)(jnp.asarray(z, dtype=jnp.float64))
+    dtheta = np.asarray(jacobian)
     cov_theta = dtheta @ cov @ dtheta.T
     labels = space.labels()
     # data-only spread along the eigenvectors of the information matrix
@@ -71,7 +77,7 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
             weak.append({'std': float(min(spread, 1e6)), 'combination': text,
                          'terms': [[name, c] for name, c in terms]})
     weak.sort(key=lambda w: -w['std'])
-    v = scale_direction(space, z)
+    v = np.asarray(scale_direction(space, z) if scale is None else scale)
     scale_std = float(1.0 / np.sqrt(max(v @ info @ v, 1e-300))) if v.any() else 0.0
     warnings = []
     if v.any() and scale_std > scale_threshold:

@@ -47,8 +47,12 @@ def moment_arms(model, q):
 
 def muscle_state(model, q, qd, a):
     """Lengths, moment arms, forces and the net muscle torque (N m) on each joint."""
-    length, velocity = jax.jvp(lambda qq: muscle_lengths(model, qq), (q,), (qd,))
-    arm = moment_arms(model, q)
+    def twice(qq):
+        length = muscle_lengths(model, qq)
+        return length, length
+
+    arm, length = jax.jacfwd(twice, has_aux=True)(q)
+    velocity = arm @ qd
     force, fiber_velocity = muscles.forces(model.muscles, a, length, velocity)
     return MuscleState(length, velocity, arm, force, fiber_velocity, arm.T @ force)
 
@@ -58,18 +62,22 @@ def muscle_torque(model, q, qd, a):
     return muscle_state(model, q, qd, a).torque
 
 
-def generalized_force(model, state, inputs):
-    """Everything on the right-hand side of M qdd = ... (N m), damping included."""
+def motion_terms(model, state, inputs, h=0.0):
+    """
+    M(q) + h D (kg m^2) and everything on the right-hand side of M qdd = ... (N m).
+
+    ``h`` > 0 (s) gives the matrix of a step with implicit damping.
+    """
     sk = model.skeleton
+    mass, bias = skeleton.mass_and_bias(sk, state.q, state.qd)
     tau = muscle_torque(model, state.q, state.qd, state.a)
-    bias = skeleton.bias_forces(sk, state.q, state.qd)
-    return tau + inputs.tau_exo - bias - sk.damping * state.qd
+    force = tau + inputs.tau_exo - bias - sk.damping * state.qd
+    return mass + h * jnp.diag(sk.damping), force
 
 
 def joint_acceleration(model, state, inputs):
     """Joint accelerations (rad/s^2), damping explicit, as MuJoCo's mj_forward reports."""
-    m = skeleton.mass_matrix(model.skeleton, state.q)
-    return jnp.linalg.solve(m, generalized_force(model, state, inputs))
+    return jnp.linalg.solve(*motion_terms(model, state, inputs))
 
 
 def activation_rate(model, u, a):
@@ -79,6 +87,5 @@ def activation_rate(model, u, a):
 
 def inverse_dynamics(model, q, qd, qdd):
     """Joint torque (N m) needed for qdd besides damping: M qdd + c + D qd."""
-    sk = model.skeleton
-    return (skeleton.mass_matrix(sk, q) @ qdd + skeleton.bias_forces(sk, q, qd)
-            + sk.damping * qd)
+    mass, bias = skeleton.mass_and_bias(model.skeleton, q, qd)
+    return mass @ qdd + bias + model.skeleton.damping * qd

@@ -1,8 +1,6 @@
 """Discrete-time steps and ``lax.scan`` rollouts.  Inputs are held over a step (s)."""
 
-from diffmsm_ros.model import skeleton
-from diffmsm_ros.model.dynamics import (activation_rate, generalized_force,
-                                        joint_acceleration, State)
+from diffmsm_ros.model.dynamics import activation_rate, joint_acceleration, motion_terms, State
 import jax
 import jax.numpy as jnp
 
@@ -13,9 +11,7 @@ def euler_step(model, state, inputs, h):
 
     (M + h D) qdd = f, qd+ = qd + h qdd, q+ = q + h qd+, a+ = a + h da/dt.
     """
-    sk = model.skeleton
-    m = skeleton.mass_matrix(sk, state.q) + h * jnp.diag(sk.damping)
-    qdd = jnp.linalg.solve(m, generalized_force(model, state, inputs))
+    qdd = jnp.linalg.solve(*motion_terms(model, state, inputs, h))
     qd = state.qd + h * qdd
     return State(state.q + h * qd, qd, state.a + h * activation_rate(model, inputs.u, state.a))
 

@@ -123,16 +123,24 @@ def _jacobians(sk, q):
     return jnp.swapaxes(jv, 1, 2), jnp.swapaxes(jw, 1, 2), com, inertia
 
 
-def mass_matrix(sk, q):
-    """Joint-space inertia matrix M(q) (kg m^2), armature included."""
-    jv, jw, _, inertia = _jacobians(sk, q)
+def _mass_from(sk, jv, jw, inertia):
     m = (jnp.einsum('s,sij,sik->jk', sk.mass, jv, jv)
          + jnp.einsum('sij,sil,slk->jk', jw, inertia, jw))
     return m + jnp.diag(sk.armature)
 
 
-def bias_forces(sk, q, qd):
-    """Return c(q, qd) with M qdd + c = applied joint torques (N m): gravity, Coriolis."""
+def mass_matrix(sk, q):
+    """Joint-space inertia matrix M(q) (kg m^2), armature included."""
+    jv, jw, _, inertia = _jacobians(sk, q)
+    return _mass_from(sk, jv, jw, inertia)
+
+
+def mass_and_bias(sk, q, qd):
+    """
+    M(q) (kg m^2) and c(q, qd) (N m) from one kinematics pass.
+
+    c is such that M qdd + c = applied joint torques: gravity, Coriolis and centrifugal.
+    """
     def twists(qq):
         jv, jw, _, inertia = _jacobians(sk, qq)
         return (jv @ qd, jw @ qd), (jv, jw, inertia)
@@ -141,7 +149,13 @@ def bias_forces(sk, q, qd):
     lin = sk.mass[:, None] * (dv - sk.gravity[None, :])
     iw = jnp.einsum('sij,sj->si', inertia, w)
     ang = jnp.einsum('sij,sj->si', inertia, dw) + jnp.cross(w, iw)
-    return jnp.einsum('sij,si->j', jv, lin) + jnp.einsum('sij,si->j', jw, ang)
+    bias = jnp.einsum('sij,si->j', jv, lin) + jnp.einsum('sij,si->j', jw, ang)
+    return _mass_from(sk, jv, jw, inertia), bias
+
+
+def bias_forces(sk, q, qd):
+    """Return c(q, qd) with M qdd + c = applied joint torques (N m): gravity, Coriolis."""
+    return mass_and_bias(sk, q, qd)[1]
 
 
 def gravity_torque(sk, q):
