@@ -195,6 +195,10 @@ def identify_recording(template, recording, values, progress=True, final_window=
     started = time.monotonic()
     # from where the online identifier got to, through the robust start on all the data
     z, costs = problem.solve(ident.z, wins, restarts=1)
+    if problem.unphysical(z) and not problem.unphysical(ident.z):
+        # weakly determined inertia drifted out of physical bodies, which a model file
+        # cannot hold: fit again from the online model with every step kept physical
+        z, costs = problem.fit(ident.z, wins, valid=lambda zz: not problem.unphysical(zz))
     hess, _, half, count = problem.normal(z, wins)
     analysis = problem.analyse(z, hess, half, count, external_torque=external_torque_rms(wins))
     summary = dict(ident.identification_summary())

@@ -314,9 +314,7 @@ class Problem:
 
         Starts: the robust start from z0, then z0 itself, then robust starts from z0 with
         its muscle coordinates jittered (fixed seed); it stops at the first fit whose mean
-        squared residual is at the noise level (``NOISE_LEVEL``), else keeps the best.  A
-        result that is not physical (``unphysical``) is replaced by a fit from z0 whose steps
-        stay physical.
+        squared residual is at the noise level (``NOISE_LEVEL``), else keeps the best.
         """
         wins = _as_list(wins)
         count = sum(residuals.segment_count(w.length, self.segment_steps) for w in wins) * \
@@ -342,11 +340,6 @@ class Problem:
                 break
         if best is None:
             return np.asarray(z0, dtype=float), [float('nan')]
-        if self.unphysical(best[1]) and not self.unphysical(z0):
-            # weakly determined directions drifted out of physical bodies: fit again from
-            # z0 with every step kept physical
-            return self.fit(z0, wins, z_prior, iterations,
-                            valid=lambda z: not self.unphysical(z))
         return best[1], best[2]
 
     def initialise(self, z0, wins, z_prior=None):
