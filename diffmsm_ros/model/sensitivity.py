@@ -1,15 +1,19 @@
 """
-Joint motion driven by a given activation trajectory, with cheap forward sensitivities.
+Cheap derivatives with respect to model parameters, for least-squares Jacobians.
 
-``motion_rollout`` steps (q, qd) like ``integrators.euler_step`` (semi-implicit Euler,
-implicit damping), with the activations a[k] (and exoskeleton torques, N m) given per step
-instead of integrated alongside.  Its result is the same; its derivative is not computed by
-pushing every tangent through the whole step.  Per step it takes the state Jacobian
-A = d x[k+1] / d x[k] once (2 nq tangents through geometry, kinematics and the solve) and
-the step's derivative with respect to the model, activations and torques at the fixed
-state, where geometry and kinematics are constants.  A tangent then costs a small matrix
-product instead of a full linearised step: a Jacobian over P parameters needs about 2 nq full
-linearisations per step instead of P.
+A Jacobian over P parameters in forward mode pushes P tangents through everything that
+depends on them.  Two structures make most of that work unnecessary:
+
+- ``model_part_derivative`` / ``model_part_jvp``: fn(model, ...) differentiated one model
+  part (muscles, skeleton, ...) at a time, so that a muscle parameter's tangent never enters
+  the skeleton's computations and the reverse (used for the equation error).
+- ``motion_rollout``: (q, qd) stepped like ``integrators.euler_step`` (semi-implicit Euler,
+  implicit damping) with the activations a[k] and exoskeleton torques (N m) given per step.
+  Its result is the same; its derivative takes per step the state Jacobian
+  A = d x[k+1] / d x[k] once (2 nq tangents through geometry, kinematics and the solve) and
+  the step's derivative with respect to the model and inputs at the fixed state, where
+  geometry and kinematics are constants.  A tangent then costs a small matrix product:
+  about 2 nq full linearisations per step instead of P (used for multiple shooting).
 """
 
 import functools
