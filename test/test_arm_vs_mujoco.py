@@ -15,12 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_identify_sessions import rms
 
 pytestmark = pytest.mark.slow
-
-
-def _rms(x, axis=0):
-    return np.sqrt(np.mean(np.square(x), axis=axis))
 
 
 @pytest.fixture(scope='module')
@@ -68,13 +65,13 @@ def test_geometry_held_out(setting):
 def test_torque_and_acceleration_along_mujoco_trajectory(setting):
     model, _, run, _ = setting
     torque, acc = model_along_run(model, run)
-    torque_err = _rms(torque - run.tau_muscle) / _rms(run.tau_muscle)
-    acc_err = _rms(acc - run.qacc) / _rms(run.qacc)
+    torque_err = rms(torque - run.tau_muscle, axis=0) / rms(run.tau_muscle, axis=0)
+    acc_err = rms(acc - run.qacc, axis=0) / rms(run.qacc, axis=0)
     print(f'muscle torque {torque_err}, joint acceleration {acc_err} of RMS (per joint)')
     assert torque.shape[1] == 2
     assert np.all(torque_err <= 1e-2) and np.all(acc_err <= 1e-2)
     # both joints moved and both had real muscle torque
-    assert np.all(np.ptp(run.q, axis=0) > 0.5) and np.all(_rms(run.tau_muscle) > 1.0)
+    assert np.all(np.ptp(run.q, axis=0) > 0.5) and np.all(rms(run.tau_muscle, axis=0) > 1.0)
 
 
 def test_closed_loop_joint_angles(setting):

@@ -8,10 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-
-def _rms(x):
-    return float(np.sqrt(np.mean(np.square(x))))
+from test_identify_sessions import rms
 
 
 @pytest.fixture(scope='module')
@@ -37,8 +34,8 @@ def test_geometry_held_out_moment_arms(setting):
 def test_torque_and_acceleration_along_mujoco_trajectory(setting):
     model, _, run, _ = setting
     torque, acc = model_along_run(model, run)
-    torque_err = _rms(torque - run.tau_muscle) / _rms(run.tau_muscle)
-    acc_err = _rms(acc - run.qacc) / _rms(run.qacc)
+    torque_err = rms(torque - run.tau_muscle) / rms(run.tau_muscle)
+    acc_err = rms(acc - run.qacc) / rms(run.qacc)
     print(f'muscle torque {torque_err:.2e}, joint acceleration {acc_err:.2e} of RMS')
     assert torque_err <= 5e-3
     assert acc_err <= 5e-3
@@ -60,4 +57,4 @@ def test_closed_and_open_loop_joint_angles(setting):
     assert closed <= 5e-3
     assert open_err <= 2e-3
     # the comparison means something: the joint really moved and muscles really pulled
-    assert np.ptp(run.q) > 0.8 and _rms(run.tau_muscle) > 1.0
+    assert np.ptp(run.q) > 0.8 and rms(run.tau_muscle) > 1.0

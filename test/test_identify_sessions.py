@@ -39,8 +39,9 @@ def theta_errors(space, theta, truth):
     return 100 * np.abs(np.asarray(theta) - truth_theta)[mask] / np.abs(truth_theta[mask])
 
 
-def rms(x):
-    return float(np.sqrt(np.mean(np.square(x))))
+def rms(x, axis=None):
+    """Root mean square of x, over all of it or along ``axis``."""
+    return np.sqrt(np.mean(np.square(x), axis=axis))
 
 
 def envelope_values(model):

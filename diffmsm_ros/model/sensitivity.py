@@ -76,7 +76,7 @@ def _live_groups(model, d_model):
 
 def model_part_jvp(fn, model, d_model, args, d_args):
     """
-    Tangent of fn(model, *args), one model part at a time.
+    Return the tangent of fn(model, *args), one model part at a time (not its value).
 
     Each perturbed part of the model (muscles, skeleton, ...) gets its explicit Jacobian,
     with the other parts constant, contracted with its tangents; perturbed ``args`` go
@@ -85,8 +85,8 @@ def model_part_jvp(fn, model, d_model, args, d_args):
     costs nothing in the skeleton's computations and the reverse.
     """
     groups, leaves, d_leaves, treedef = _live_groups(model, d_model)
-    out = fn(model, *args)
-    tangent = jnp.zeros_like(out)
+    shape = jax.eval_shape(fn, model, *args)
+    tangent = jnp.zeros(shape.shape, shape.dtype)
 
     def replaced(indices, values):
         full = list(leaves)
@@ -109,7 +109,7 @@ def model_part_jvp(fn, model, d_model, args, d_args):
 
         tangent = tangent + jax.jvp(with_args, ([args[k] for k in moving],),
                                     ([d_args[k] for k in moving],))[1]
-    return out, tangent
+    return tangent
 
 
 def model_part_derivative(fn):
@@ -122,7 +122,8 @@ def model_part_derivative(fn):
 
     @functools.partial(wrapped.defjvp, symbolic_zeros=True)
     def _jvp(primals, tangents):
-        return model_part_jvp(fn, primals[0], tangents[0], primals[1:], tangents[1:])
+        return fn(*primals), model_part_jvp(fn, primals[0], tangents[0], primals[1:],
+                                            tangents[1:])
 
     @functools.wraps(fn)
     def call(model, *args):
@@ -151,8 +152,8 @@ def _motion_rollout_jvp(h, primals, tangents):
 
         jac, nxt = jax.jacfwd(at_state, has_aux=True)(x)
         # the model and the inputs at the fixed state: x's own tangent is jac @ dx
-        _, direct = model_part_jvp(step, model, d_model, (x, a_k, tau_k),
-                                   (None, d_a_k, d_tau_k))
+        direct = model_part_jvp(step, model, d_model, (x, a_k, tau_k),
+                                (None, d_a_k, d_tau_k))
         d_next = jac @ dx + direct
         return (nxt, d_next), (nxt, d_next)
 
