@@ -42,6 +42,19 @@ def test_barycentric_segment_coordinates_keep_physics(elbow):
     np.testing.assert_allclose(theta[k_m] * theta[list(k_c)], ref[k_m] * ref[list(k_c)])
 
 
+def test_first_moment_scaling_changes_the_gravity_moment_only(elbow):
+    space = params.make_space(elbow.model, elbow.bounds)
+    k_m, k_c, k_i = space.segments[0]
+    z = np.random.default_rng(3).normal(0.0, 0.05, space.size)
+    scaled = space.scale_first_moments(z, 1.5)
+    before, after = np.asarray(space.from_z(z)), np.asarray(space.from_z(scaled))
+    np.testing.assert_allclose(after[k_m] * after[list(k_c)],
+                               1.5 * before[k_m] * before[list(k_c)], rtol=1e-9)
+    others = np.ones(space.size, dtype=bool)
+    others[list(k_c)] = False
+    np.testing.assert_allclose(scaled[others], space.project(z)[others])
+
+
 def test_grid_buffer_resamples_and_marks_gaps():
     buf = GridBuffer(capacity=50, width=1, h=0.01, max_gap=0.05)
     buf.reset(0.0)

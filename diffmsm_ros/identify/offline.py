@@ -194,7 +194,7 @@ def identify_recording(template, recording, values, progress=True, final_window=
     problem = ident.problem
     started = time.monotonic()
     # from where the online identifier got to, through the robust start on all the data
-    z, costs = problem.solve(ident.z, wins, restarts=1)
+    z, costs = problem.solve(ident.z, wins, restarts=1, bone_starts=(), escapes=())
     if problem.unphysical(z) and not problem.unphysical(ident.z):
         # weakly determined inertia drifted out of physical bodies, which a model file
         # cannot hold: fit again from the online model with every step kept physical

@@ -122,6 +122,15 @@ class ParamSpace:
             z[k] = (c - self.reference[k]) / self.scale[k]
         return z
 
+    def scale_first_moments(self, z, factor):
+        """Return z (numpy) with every barycentric segment's first moment m c times ``factor``."""
+        z = np.array(z, dtype=float)
+        for _, k_c, _ in self.segments:
+            k = np.array(k_c)
+            c = factor * (self.reference[k] + self.scale[k] * z[k])
+            z[k] = (c - self.reference[k]) / self.scale[k]
+        return self.project(z)
+
     def slack_ok(self, k_t, c, l0):
         """Whether slack coordinate values c (with fibre lengths l0, m) are in bounds."""
         for k, _, _, l_ref, lo, hi in self.tendons:

@@ -69,6 +69,9 @@ class IdentifyConfig:
 STEP_TOLERANCE = 1e-8   # normalised units: a fit whose step is smaller has converged
 NOISE_LEVEL = 1.0       # mean squared shooting residual (sigma_q units) of a fit at the noise
 SWEEPS = 4              # most muscle sweeps of the robust start
+BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
+               ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
+ESCAPES = (0.67, 1.5)   # first-moment scales that kick solve's best fit out of a valley
 
 
 def _as_list(wins):
@@ -308,39 +311,64 @@ class Problem:
                 break
         return np.asarray(state.z)
 
-    def solve(self, z0, wins, z_prior=None, iterations=None, restarts=4):
+    def solve(self, z0, wins, z_prior=None, iterations=None, restarts=4,
+              noise_level=NOISE_LEVEL, bone_starts=BONE_STARTS, escapes=ESCAPES):
         """
         Multi-start LM on the shooting residual; returns (z, objectives of the kept run).
 
-        Starts: the robust start from z0, then z0 itself, then robust starts from z0 with
-        its muscle coordinates jittered (fixed seed); it stops at the first fit whose mean
-        squared residual is at the noise level (``NOISE_LEVEL``), else keeps the best.
+        Starts, in order: the robust start from z0; z0 itself; ``restarts`` robust starts
+        from z0 with its muscle coordinates jittered; then starts aimed at a wrong bone
+        guess (``bone_starts``, pairs of ('first_moments', factor) scaling every segment's
+        m c, whose error wrong basins absorb in passive muscle force, or ('jitter', std)
+        jittering every coordinate); the jitters use fixed seeds.  If none is at the noise
+        level, the best fit's first moments are scaled by each of ``escapes`` and fitted
+        again.  It stops at the first fit whose mean squared residual (sigma_q units) is at
+        most ``noise_level``, else keeps the lowest objective.
         """
         wins = _as_list(wins)
         count = sum(residuals.segment_count(w.length, self.segment_steps) for w in wins) * \
             self.segment_steps * self.template.n_joints
-        muscles = self.space.mask(lambda e: e.section == 'muscles')
-        rng = np.random.default_rng(0)
         best = None
-        for attempt in range(restarts + 2):
-            if attempt == 1:
-                start = np.asarray(z0, dtype=float)
-            else:
-                base = np.asarray(z0, dtype=float)
-                if attempt > 1:
-                    base = self.space.project(
-                        base + np.where(muscles, rng.normal(0.0, 0.2, base.shape), 0.0))
-                start = self.initialise(base, wins, z_prior)
+
+        def converged(start):
+            nonlocal best
             z, costs = self.fit(start, wins, z_prior, iterations)
             if not (np.all(np.isfinite(z)) and np.isfinite(costs[-1])):
-                continue
+                return False
             if best is None or costs[-1] < best[0]:
                 best = (costs[-1], z, costs)
-            if 2.0 * self.half_cost(z, wins) / max(count, 1) <= NOISE_LEVEL:
-                break
+            return 2.0 * self.half_cost(z, wins) / max(count, 1) <= noise_level
+
+        starts = self._starts(np.asarray(z0, dtype=float), wins, z_prior, restarts,
+                              bone_starts)
+        if not any(converged(start) for start in starts) and best is not None:
+            # a valley where passive muscle force stands in for a wrong gravity moment:
+            # kick the best fit's first moments and fit again
+            valley = best[1]
+            any(converged(self.space.scale_first_moments(valley, factor))
+                for factor in escapes)
         if best is None:
             return np.asarray(z0, dtype=float), [float('nan')]
         return best[1], best[2]
+
+    def _starts(self, z0, wins, z_prior, restarts, bone_starts):
+        """Generate the starts of ``solve`` lazily (each robust start costs seconds)."""
+        yield self.initialise(z0, wins, z_prior)
+        yield z0
+        muscles = self.space.mask(lambda e: e.section == 'muscles')
+        rng = np.random.default_rng(0)
+        for _ in range(restarts):
+            jitter = np.where(muscles, rng.normal(0.0, 0.2, z0.shape), 0.0)
+            yield self.initialise(self.space.project(z0 + jitter), wins, z_prior)
+        if not self.space.segments:
+            return
+        rng = np.random.default_rng(1)
+        for kind, value in bone_starts:
+            if kind == 'first_moments':
+                base = self.space.scale_first_moments(z0, value)
+            else:
+                base = self.space.project(z0 + rng.normal(0.0, value, z0.shape))
+            yield self.initialise(base, wins, z_prior)
 
     def initialise(self, z0, wins, z_prior=None):
         """
