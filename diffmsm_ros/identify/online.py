@@ -222,7 +222,7 @@ class OnlineIdentifier:
         if not np.all(np.isfinite(z)):
             return 'non-finite parameters'
         space = self.problem.space
-        if np.any(z < space.lower - 1e-9) or np.any(z > space.upper + 1e-9):
+        if np.any(z < space.wide_lower - 1e-9) or np.any(z > space.wide_upper + 1e-9):
             return 'parameters left their bounds'
         if np.any(np.abs(z - self.good_z) > EXPLODED):
             return 'parameters exploded'

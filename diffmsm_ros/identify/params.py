@@ -66,6 +66,8 @@ class ParamSpace:
     upper: np.ndarray
     tendons: tuple = ()    # (k_tsl, k_l0 or -1, fixed l0, l_ref, lo, hi) per slack length
     segments: tuple = ()   # (k_mass, (k_com x3), (k_inertia x6)) per barycentric segment
+    wide_lower: np.ndarray = None   # the box with every admissible slack length (see project)
+    wide_upper: np.ndarray = None
 
     @property
     def size(self):
@@ -107,14 +109,18 @@ class ParamSpace:
     def clip(self, z):
         return jnp.clip(z, self.lower, self.upper)
 
-    def project(self, z):
+    def project(self, z, wide=False):
         """
         Clip z (numpy) into its box, then each coupled slack length into its bounds (m).
 
-        The box of a slack-length coordinate holds at the template's optimal fibre length
-        only; with another fibre length the slack length itself is clamped.
+        The box (``lower``, ``upper``) of a slack-length coordinate holds its bounds at the
+        template's optimal fibre length only, so with a fibre length far from it some slack
+        lengths within their bounds are outside; starts are drawn in that box.  ``wide``
+        clips to ``wide_lower``, ``wide_upper`` instead, which hold every slack length
+        within its bounds at any fibre length within the fibre length's bounds (fits).
         """
-        z = np.clip(np.asarray(z, dtype=float), self.lower, self.upper)
+        lower, upper = (self.wide_lower, self.wide_upper) if wide else (self.lower, self.upper)
+        z = np.clip(np.asarray(z, dtype=float), lower, upper)
         for k, k_l0, l0_fixed, l_ref, lo, hi in self.tendons:
             l0 = self.reference[k_l0] * np.exp(z[k_l0]) if k_l0 >= 0 else l0_fixed
             c_lo, c_hi = (l_ref - hi) / l0, (l_ref - lo) / l0
@@ -129,7 +135,7 @@ class ParamSpace:
             k = np.array(k_c)
             c = factor * (self.reference[k] + self.scale[k] * z[k])
             z[k] = (c - self.reference[k]) / self.scale[k]
-        return self.project(z)
+        return self.project(z, wide=True)
 
     def slack_ok(self, k_t, c, l0):
         """Whether slack coordinate values c (with fibre lengths l0, m) are in bounds."""
@@ -279,8 +285,18 @@ def make_space(model, bounds, selection=None):
         log[k] = positive
         scale[k] = 1.0 if positive else _scale(model, e, v)
         lower[k], upper[k] = _z_bounds(v, _bound_pair(bounds, e), positive, scale[k])
+    wide_lower, wide_upper = lower.copy(), upper.copy()
+    for k, k_l0, _, l_ref, lo, hi in tendons:
+        if k_l0 < 0:
+            continue
+        l0_range = ref[k_l0] * np.exp([lower[k_l0], upper[k_l0]])
+        if not (np.all(np.isfinite(l0_range)) and l0_range[0] > 0):
+            continue
+        c_lo, c_hi = np.min((l_ref - hi) / l0_range), np.max((l_ref - lo) / l0_range)
+        wide_lower[k] = min(lower[k], (c_lo - ref[k]) / scale[k])
+        wide_upper[k] = max(upper[k], (c_hi - ref[k]) / scale[k])
     return ParamSpace(tuple(entries), ref, scale, log, lower, upper, tuple(tendons),
-                      tuple(segments))
+                      tuple(segments), wide_lower, wide_upper)
 
 
 def _groups(space):

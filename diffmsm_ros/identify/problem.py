@@ -102,6 +102,8 @@ class Problem:
             excitation_terms=config.excitation_terms)
         self.lower = np.asarray(self.space.lower)
         self.upper = np.asarray(self.space.upper)
+        self.fit_lower = np.asarray(self.space.wide_lower)
+        self.fit_upper = np.asarray(self.space.wide_upper)
         self._normal = jax.jit(self.data_normal_equations)
         self._cost = jax.jit(self.data_half_cost)
         self._eq_normal = jax.jit(functools.partial(solvers.normal_equations,
@@ -216,17 +218,22 @@ class Problem:
         One LM iteration on the shooting residual (parameters outside ``mask`` held).
 
         Trial points that ``valid(z)`` (optional) refuses are not taken while the current
-        point is valid.
+        point is valid.  Steps are held in the wide box (``ParamSpace.project``).
         """
         return self._masked_iteration(state, lambda z: self.normal(z, wins),
                                       lambda z: self.half_cost(z, wins), z_prior, mask,
-                                      valid)
+                                      valid, wide=True)
 
-    def _masked_iteration(self, state, normal, cost, z_prior, mask, valid=None):
+    def _masked_iteration(self, state, normal, cost, z_prior, mask, valid=None, wide=False):
         z_prior = self._prior(z_prior)
+        lower, upper = (self.fit_lower, self.fit_upper) if wide else (self.lower, self.upper)
+
+        def project(z):
+            return self.space.project(z, wide)
+
         if mask is None:
-            return solvers.lm_iteration(normal, cost, state, self.lower, self.upper, z_prior,
-                                        self.config.prior_std, project=self.space.project,
+            return solvers.lm_iteration(normal, cost, state, lower, upper, z_prior,
+                                        self.config.prior_std, project=project,
                                         valid=valid)
         idx = np.flatnonzero(mask)
         full = state.z.copy()
@@ -242,9 +249,9 @@ class Problem:
 
         sub = state._replace(z=state.z[idx])
         out = solvers.lm_iteration(sub_normal, lambda zs: cost(expand(zs)), sub,
-                                   self.lower[idx], self.upper[idx], z_prior[idx],
+                                   lower[idx], upper[idx], z_prior[idx],
                                    self.config.prior_std,
-                                   project=lambda zs: self.space.project(expand(zs))[idx],
+                                   project=lambda zs: project(expand(zs))[idx],
                                    valid=None if valid is None else
                                    lambda zs: valid(expand(zs)))
         return out._replace(z=expand(out.z))
