@@ -346,16 +346,18 @@ class Problem:
                 best = (costs[-1], z, costs)
             return 2.0 * self.half_cost(z, wins) / max(count, 1) <= noise_level
 
-        starts = self._starts(np.asarray(z0, dtype=float), wins, z_prior, restarts,
-                              bone_starts)
-        if not any(converged(start) for start in starts) and best is not None:
-            # a valley where passive muscle force stands in for a wrong gravity moment:
-            # kick the best fit's first moments and fit again
-            valley = best[1]
-            any(converged(self.space.scale_first_moments(valley, factor))
-                for factor in escapes)
+        for start in self._starts(np.asarray(z0, dtype=float), wins, z_prior, restarts,
+                                  bone_starts):
+            if converged(start):
+                return best[1], best[2]
         if best is None:
             return np.asarray(z0, dtype=float), [float('nan')]
+        # a valley where passive muscle force stands in for a wrong gravity moment: kick the
+        # best fit's first moments and fit again
+        valley = best[1]
+        for factor in escapes:
+            if converged(self.space.scale_first_moments(valley, factor)):
+                break
         return best[1], best[2]
 
     def _starts(self, z0, wins, z_prior, restarts, bone_starts):
