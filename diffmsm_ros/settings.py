@@ -61,9 +61,9 @@ SPECS = {
     'emg.max_value': Spec(2.0, 'largest plausible envelope value (x MVC) before a sample '
                           'is refused', low=1.0, high=100.0),
     'identification.enabled': Spec(True, 'update parameters online'),
-    'identification.window': Spec(30.0, 'seconds of data per update', low=1.0, high=120.0,
+    'identification.window': Spec(10.0, 'seconds of data per update', low=1.0, high=120.0,
                                   read_only=True),
-    'identification.chunk': Spec(10.0, 'seconds per compiled piece of the window (0: the '
+    'identification.chunk': Spec(0.0, 'seconds per compiled piece of the window (0: the '
                                  'whole window); updates start after one chunk and fit more '
                                  'chunks as data accumulate', low=0.0, high=120.0,
                                  read_only=True),

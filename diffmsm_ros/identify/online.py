@@ -227,14 +227,10 @@ class OnlineIdentifier:
         """Run a few LM iterations from z0; return the LMState (``data_cost`` at its z)."""
         state = solvers.lm_start(z0)
         for _ in range(self.config.iterations):
-            # trial points the inertia repair could not bring back are refused
-            state = self.problem.lm_step(state, win, valid=self._physical)
+            state = self.problem.lm_step(state, win)
             if not state.accepted:
                 break
         return state
-
-    def _physical(self, z):
-        return not self.problem.unphysical(z)
 
     def _validity(self, z):
         """Reason the candidate cannot be used, or '' if it can."""

@@ -122,6 +122,8 @@ class Problem:
         self._scale = jax.jit(functools.partial(uncertainty.scale_direction, self.space))
         self._inertials = jax.jit(self._inertials_at)
         self._moments_cache = (None, None)
+        self._segment_coordinates = np.flatnonzero(
+            self.space.mask(lambda e: e.section == 'segments'))
         theta0 = np.asarray(self.theta_of(jnp.zeros(self.space.size)))
         self._inertia_floors = [
             INERTIA_FLOOR * float(np.linalg.eigvalsh(np.asarray(
@@ -280,15 +282,19 @@ class Problem:
         out of the physical set while the data hardly mind.  A segment whose smallest
         principal moment is below ``INERTIA_FLOOR`` of the template's is moved along
         (hess)^-1 grad(moment), the direction that raises it at the least increase of the
-        quadratic model ``hess`` (data + prior), to twice the floor.
+        quadratic model ``hess`` (data + prior), to twice the floor.  Only segment
+        coordinates move: through the muscles that direction would follow the strength
+        scale, which a session without exo torque leaves undetermined.
         """
+        idx = self._segment_coordinates
         for _ in range(REPAIR_ROUNDS):
             low = [(m, g, f) for m, g, f in self._principal_moments(z) if m < f]
-            if not low:
+            if not low or idx.size == 0:
                 break
             moment, gradient, floor = min(low, key=lambda x: x[0] / x[2])
+            direction = np.zeros_like(gradient)
             try:
-                direction = np.linalg.solve(hess, gradient)
+                direction[idx] = np.linalg.solve(hess[np.ix_(idx, idx)], gradient[idx])
             except np.linalg.LinAlgError:
                 break
             rise = gradient @ direction
