@@ -139,19 +139,16 @@ def test_offline_mujoco_session_exo_off_flags_strength(elbow, elbow_xml, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.mujoco
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    'not reliable yet: with a 30 s window in 10 s chunks, 3 of 5 paced runs ended at '
-    '0.3-0.4 % and 2 near 12.5 % (the robust start on 20 s of data lands at 4-14 % '
-    'depending on where the paced updates put the window)'))
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    'not met yet: from a 30 % start on MuJoCo data the online identifier reaches about '
+    '12-30 % by 60 s (a multi-start on one 10 s window reaches the truth on one window of '
+    'four; the robust start is retried after 5 rejected updates); the 10 % case is met '
+    'offline and in the demo'))
 def test_online_from_thirty_percent_spread(elbow, exo_session):
-    # replayed at real-time pace: an update that computes for c seconds delays the next;
-    # the window (30 s in chunks of 10 s) grows as data arrive, and the robust start runs
-    # again on each larger window
     truth, _, _, recording = exo_session
     start = subjects.perturb(truth, 0.3, np.random.default_rng(4))
     start_error = muscle_errors(start.model, truth.model).mean()
     values = envelope_values(elbow.model)
-    values.update({'identification.window': 30.0, 'identification.chunk': 10.0})
     ident = online.OnlineIdentifier(start, settings.identify_config(values))
     started = time.monotonic()
     ident.compile()   # as the node does before going live
@@ -173,7 +170,6 @@ def test_online_from_thirty_percent_spread(elbow, exo_session):
     assert start_error > 10.0      # a real spread
     assert history.time[-1] >= SESSION - 1.0
     assert errors[-1] <= 2.0
-    assert ident.problem.unphysical(ident.z) == ''
     # the published model is the last accepted one
     np.testing.assert_allclose(muscle_errors(ident.current_model(), truth.model).mean(),
                                errors[-1], rtol=1e-6)
