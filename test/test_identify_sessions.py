@@ -1,9 +1,10 @@
 """
-Identification of whole sessions: MuJoCo-simulated subjects, offline, online and the CLI.
+Identification of whole sessions: MuJoCo-simulated subjects, offline and the CLI.
 
 The hidden subject is the elbow template with its muscle and bone parameters 10 % off; MuJoCo
 (not our own model) simulates it wearing the exoskeleton, with encoder noise and envelope
-EMG.  One 60 s session is simulated once and shared by the offline and the online tests.
+EMG.  One 60 s session is simulated once and shared by the offline tests (their online
+replay included).  Online from a 30 % spread, not met yet, is ``bench/online_thirty.py``.
 """
 
 import subprocess
@@ -12,7 +13,7 @@ import time
 
 from diffmsm_ros import settings
 from diffmsm_ros.files import modelfile
-from diffmsm_ros.identify import offline, online, params
+from diffmsm_ros.identify import offline, params
 from diffmsm_ros.session import record, subjects, synth
 import numpy as np
 import pytest
@@ -135,44 +136,6 @@ def test_offline_mujoco_session_exo_off_flags_strength(elbow, elbow_xml, tmp_pat
     # honest uncertainty: every strength is reported as uncertain, and the truth is inside
     assert np.all(relative > 1.0)
     assert np.all(force_error <= 3 * relative)
-
-
-@pytest.mark.slow
-@pytest.mark.mujoco
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    'not met yet: from a 30 % start on MuJoCo data the online identifier reaches about '
-    '12-30 % by 60 s (a multi-start on one 10 s window reaches the truth on one window of '
-    'four; the robust start is retried after 5 rejected updates); the 10 % case is met '
-    'offline and in the demo'))
-def test_online_from_thirty_percent_spread(elbow, exo_session):
-    truth, _, _, recording = exo_session
-    start = subjects.perturb(truth, 0.3, np.random.default_rng(4))
-    start_error = muscle_errors(start.model, truth.model).mean()
-    values = envelope_values(elbow.model)
-    ident = online.OnlineIdentifier(start, settings.identify_config(values))
-    started = time.monotonic()
-    ident.compile()   # as the node does before going live
-    compile_seconds = time.monotonic() - started
-    excitations, emg_t = offline.excitations_from_recording(recording, values,
-                                                            elbow.model.muscle_names)
-    history = offline.replay(ident, recording, excitations, 1.0, paced=True, emg_t=emg_t)
-    space = ident.problem.space
-    print(f'\nonline from a {start_error:.1f} % start (compiled in {compile_seconds:.1f} s): '
-          'session time, compute time, outcome, muscle error')
-    errors = []
-    for t, theta, seconds, reason in zip(history.time, history.theta, history.seconds,
-                                         history.reason):
-        errors.append(theta_errors(space, theta, truth.model).mean())
-        if reason != 'not enough data yet':
-            print(f'  {t:5.1f} s {1e3 * seconds:7.0f} ms  {reason:34s} {errors[-1]:7.3f} %')
-    print(f'  {sum(history.accepted)} accepted of {len(history.accepted)} updates, error at '
-          f'{history.time[-1]:.1f} s: {errors[-1]:.3f} %')
-    assert start_error > 10.0      # a real spread
-    assert history.time[-1] >= SESSION - 1.0
-    assert errors[-1] <= 2.0
-    # the published model is the last accepted one
-    np.testing.assert_allclose(muscle_errors(ident.current_model(), truth.model).mean(),
-                               errors[-1], rtol=1e-6)
 
 
 def diffmsm(*args, timeout=600):
