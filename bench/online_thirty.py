@@ -5,9 +5,9 @@ The hidden subject's 60 s session is simulated by MuJoCo (myoelbow with exo, env
 EMG, encoder noise 1e-4 rad) and replayed through the online identifier at real-time pace:
 an update that computes for c seconds delays the next one by c seconds of session time.
 Prints every update (session time, compute time, outcome, muscle error) and the error at
-60 s against the goal of 2 %.  Not met yet (about 12-30 %); see the README's known limits.
+60 s against the goal of 2 %.  Not met reliably yet; see the README's known limits.
 
-    python bench/online_thirty.py [--seed 4] [--unpaced]
+    python bench/online_thirty.py [--seed 4] [--unpaced] [--window 30] [--chunk 10]
 """
 
 import argparse
@@ -26,6 +26,10 @@ def main():
     parser.add_argument('--seed', type=int, default=4, help='draw of the 30 %% start')
     parser.add_argument('--unpaced', action='store_true',
                         help='an update every second of data whatever its compute time')
+    parser.add_argument('--window', type=float, default=30.0,
+                        help='identification.window (s of data per update)')
+    parser.add_argument('--chunk', type=float, default=10.0,
+                        help='identification.chunk (s per compiled piece; 0: whole window)')
     args = parser.parse_args()
     from diffmsm_ros.jax_setup import configure
     configure()
@@ -42,6 +46,7 @@ def main():
     start = subjects.perturb(truth, 0.3, np.random.default_rng(args.seed))
     start_error = sessions.muscle_errors(start.model, truth.model).mean()
     values = sessions.envelope_values(elbow.model)
+    values.update({'identification.window': args.window, 'identification.chunk': args.chunk})
     ident = online.OnlineIdentifier(start, settings.identify_config(values))
     started = time.monotonic()
     ident.compile()   # as the node does before going live
@@ -51,8 +56,9 @@ def main():
     history = offline.replay(ident, recording, excitations, 1.0, paced=not args.unpaced,
                              emg_t=emg_t)
     space = ident.problem.space
-    print(f'online from a {start_error:.1f} % start (seed {args.seed}, compiled in '
-          f'{compile_seconds:.1f} s): session time, compute time, outcome, muscle error')
+    print(f'online from a {start_error:.1f} % start (seed {args.seed}, window {args.window:g} s '
+          f'in chunks of {args.chunk or args.window:g} s, compiled in {compile_seconds:.1f} s): '
+          'session time, compute time, outcome, muscle error')
     error = float('nan')
     for t, theta, seconds, reason in zip(history.time, history.theta, history.seconds,
                                          history.reason):

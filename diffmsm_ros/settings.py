@@ -63,6 +63,10 @@ SPECS = {
     'identification.enabled': Spec(True, 'update parameters online'),
     'identification.window': Spec(10.0, 'seconds of data per update', low=1.0, high=120.0,
                                   read_only=True),
+    'identification.chunk': Spec(0.0, 'seconds per compiled piece of the window (0: the '
+                                 'whole window); updates start after one chunk and fit more '
+                                 'chunks as data accumulate', low=0.0, high=120.0,
+                                 read_only=True),
     'identification.period': Spec(1.0, 'seconds between updates', low=0.05, high=600.0),
     'identification.holdout': Spec(1.0, 'most recent seconds kept out of the fit to accept '
                                    'or reject an update', low=0.1, high=30.0, read_only=True),
@@ -180,7 +184,8 @@ def load_file(path, node_name=NODE_NAME):
 def identify_config(values):
     """Build an IdentifyConfig from flat parameter values."""
     from diffmsm_ros.identify.problem import IdentifyConfig
-    names = ('window', 'period', 'holdout', 'warmup', 'iterations', 'sigma_q', 'prior_std')
+    names = ('window', 'chunk', 'period', 'holdout', 'warmup', 'iterations', 'sigma_q',
+             'prior_std')
     kwargs = {n: values[f'identification.{n}'] for n in names}
     raw = values['emg.kind'] == 'raw'
     segment = values['identification.segment']

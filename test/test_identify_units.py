@@ -47,6 +47,51 @@ def test_every_slack_length_in_bounds_is_reachable_at_any_fibre_length(elbow):
                 np.testing.assert_allclose(space.project(z, wide=True)[k], z[k], atol=1e-9)
 
 
+def test_a_step_at_a_slack_bound_is_solved_along_the_bound(elbow):
+    # LM at a slack length on its metre bound, with a step that would take it out: the
+    # projection used to bend such steps into a rise the quadratic model could not see
+    space = params.make_space(elbow.model, elbow.bounds)
+    labels = space.labels()
+    k = labels.index('TRIlat.tendon_slack_length')
+    k_l0 = labels.index('TRIlat.optimal_fiber_length')
+    j = [t[0] for t in space.tendons].index(k)
+    z = np.zeros(space.size)
+    z[k] = space.wide_upper[k]
+    z = space.project(z, wide=True)            # slack length now at its lower metre bound
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(space.size, space.size))
+    hess = a @ a.T + space.size * np.eye(space.size)
+    grad = np.zeros(space.size)
+    grad[k], grad[k_l0] = -1.0, -1.0            # downhill: shorter slack, longer fibres
+    free = np.linalg.solve(hess, -grad)
+    active = (lambda zz, step: space.held(zz, step, wide=True), space.rows)
+    assert ('slack', j) in space.held(z, free, wide=True)
+    step = solvers._damped_step(hess, grad, np.zeros(space.size), z, active)
+    assert abs(step[k_l0]) > 1e-3              # the fibre length still moves
+    for t in (1e-2, 1e-3):
+        moved = z + t * step
+        # the bound holds to first order: the projection's correction shrinks like t^2
+        assert np.max(np.abs(space.project(moved, wide=True) - moved)) < 10 * t * t
+    a_rows, _ = space.rows(z, {('slack', j)})
+    np.testing.assert_allclose(a_rows @ step, 0.0, atol=1e-12)
+
+
+def test_inertia_repair_brings_a_fit_back_to_a_physical_body(elbow):
+    problem = Problem(elbow, IdentifyConfig(window=2.0, holdout=0.5))
+    space = problem.space
+    k_m, k_c, k_i = space.segments[0]
+    z = np.zeros(space.size)
+    z[k_c[2]] = 3.0      # first moment along the (nearly z) hinge axis: weakly determined
+    assert problem.unphysical(z) == 'inertia not positive definite'
+    # a quadratic model that determines everything but that first moment and the mass
+    hess = 1e6 * np.eye(space.size)
+    hess[k_c[2], k_c[2]] = hess[k_m, k_m] = 1.0
+    repaired = problem._repair(z, hess)
+    assert problem.unphysical(repaired) == ''
+    moved = np.abs(repaired - z)
+    assert moved[k_c[2]] + moved[k_m] > 100 * np.max(np.delete(moved, [k_c[2], k_m]))
+
+
 def test_barycentric_segment_coordinates_keep_physics(elbow):
     space = params.make_space(elbow.model, elbow.bounds)
     assert space.segments, 'mass, com and inertia together move in barycentric coordinates'
@@ -189,3 +234,28 @@ def test_online_identifier_refuses_invalid_candidates(elbow):
     far = z.copy()
     far[0] = ident.problem.space.upper[0] + 1.0
     assert 'bounds' in ident._validity(far)
+
+
+def test_online_window_grows_by_chunks_and_reruns_the_robust_start(elbow):
+    config = IdentifyConfig(window=3.5, chunk=1.5, holdout=0.5, warmup=0.2, iterations=1)
+    ident = OnlineIdentifier(elbow, config)
+    assert ident.chunks == 3
+    rng = np.random.default_rng(0)
+    seen, starts = [], []
+    for k in range(int(4.2 / 0.002)):
+        t = k * 0.002
+        ident.add_encoders(t, [1.2 + 0.3 * np.sin(3.0 * t)], [0.9 * np.cos(3.0 * t)], [0.0])
+        ident.add_excitations([t], [0.1 + 0.02 * rng.random(6)])
+        if k % 250 == 0 and ident.ready():
+            fit, hold = ident.windows()
+            for newer, older in zip(fit, fit[1:]):
+                # consecutive chunks: the older one's fitted samples end where the newer
+                # one's begin (its warm-up overlaps, weighted 0)
+                assert float(older.q[-1, 0]) == float(newer.q[ident.warmup_steps - 1, 0])
+            seen.append(len(fit))
+            starts.append(ident.update().robust_start)
+    counts = seen
+    assert counts[0] == 1 and counts[-1] == 3 and counts == sorted(counts)
+    # each time more chunks arrive the robust start runs again, on all of them
+    grew = [i for i in range(len(counts)) if i == 0 or counts[i] > counts[i - 1]]
+    assert all(starts[i] for i in grew)

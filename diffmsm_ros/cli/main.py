@@ -48,8 +48,9 @@ def build_parser():
     p.add_argument('--truth', default=None, help='truth.yaml to compare against')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.add_argument('--period', type=float, default=None,
-                   help='session seconds between online updates (default: window minus '
-                   'hold-out; use identification.period to replay exactly what the node does)')
+                   help='session seconds between online updates (default: a fast replay, '
+                   'one chunk of the window per update; use identification.period to replay '
+                   'exactly what the node does)')
     p.set_defaults(func=commands.identify)
 
     p = sub.add_parser('run', help='start the diffmsm node in this process')

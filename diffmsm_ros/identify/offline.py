@@ -173,12 +173,14 @@ def identify_recording(template, recording, values, progress=True, final_window=
     """
     Identify a recorded session; returns (SubjectFile, History, final-fit info).
 
-    ``period`` (s of data between online updates) defaults to the window minus the hold-out,
-    i.e. consecutive windows that do not overlap, which keeps an offline run faster than
-    real time; pass ``identification.period`` to replay exactly what the node would do.
+    ``period`` (s of data between online updates) defaults to a fast replay: updates on one
+    chunk of the window each, back to back without overlap, which keeps an offline run
+    faster than real time (the final fit over all the data does the real work); pass
+    ``identification.period`` to replay exactly what the node would do.
     """
     config = settings_mod.identify_config(values)
     if period is None:
+        config = dataclasses.replace(config, window=config.chunk or config.window, chunk=0.0)
         period = max(config.period, config.window - config.holdout)
     model = template.model
     excitations, emg_t = excitations_from_recording(recording, values, model.muscle_names)

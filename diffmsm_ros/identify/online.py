@@ -49,11 +49,16 @@ class OnlineIdentifier:
         model = template.model
         self.h = model.timestep
         self.nq, self.nm = model.n_joints, model.n_muscles
-        self.window_steps = int(round(config.window / self.h))
+        # the window is fitted in pieces of one compiled shape ("chunks"): the newest chunk
+        # ends at the hold-out, older ones are added as data accumulate
+        chunk = config.chunk or config.window
+        self.chunk_steps = int(round(chunk / self.h))
         self.holdout_steps = int(round(config.holdout / self.h))
         self.warmup_steps = int(round(config.warmup / self.h))
         self.history = int(round(MAX_DELAY / self.h))
-        total = self.window_steps + self.warmup_steps
+        self.chunks = max(1, int((config.window - config.holdout) / (chunk - config.holdout)
+                                 + 1e-9))
+        total = self.chunks * self.fit_span + self.holdout_steps + self.warmup_steps
         capacity = total + self.history + int(round(2.0 / self.h))
         required = np.r_[np.ones(self.nq), np.zeros(self.nq), np.ones(self.nq)].astype(bool)
         self.encoders = GridBuffer(capacity, 3 * self.nq, self.h, required=required)
@@ -67,6 +72,7 @@ class OnlineIdentifier:
         self.rejected = 0
         self.resets = 0
         self.needs_global = True
+        self.chunks_seen = 0     # most chunks an update has fitted since the last reset
         self.rejections_in_row = 0
         self.last_analysis = None
         self.last_result = None
@@ -117,6 +123,7 @@ class OnlineIdentifier:
         self.z = np.zeros(self.problem.space.size)
         self.good_z = self.z.copy()
         self.needs_global = True
+        self.chunks_seen = 0
         self.last_analysis = None
 
     # ------------------------------------------------------------------ windows
@@ -127,7 +134,7 @@ class OnlineIdentifier:
         return end, end - start + 1
 
     def ready(self):
-        return self.available()[1] >= self.window_steps + self.warmup_steps
+        return self.available()[1] >= self.chunk_steps + self.warmup_steps
 
     def _window(self, end, steps):
         """Window of ``steps`` samples ending at grid index ``end``; warm-up weighted 0."""
@@ -146,9 +153,12 @@ class OnlineIdentifier:
                            weight=weight)
 
     def windows(self):
-        """(fit window, hold-out window) for the newest data."""
-        end, _ = self.available()
-        fit = self._window(end - self.holdout_steps, self.fit_steps)
+        """(fit windows, newest first, and the hold-out window) for the newest data."""
+        end, count = self.available()
+        chunks = min(self.chunks, 1 + (count - self.chunk_steps - self.warmup_steps) //
+                     self.fit_span)
+        fit = [self._window(end - self.holdout_steps - k * self.fit_span, self.fit_steps)
+               for k in range(max(chunks, 1))]
         hold = self._window(end, self.holdout_steps + self.warmup_steps)
         return fit, hold
 
@@ -161,8 +171,13 @@ class OnlineIdentifier:
         if not self.ready():
             return self._done(UpdateResult(False, 'not enough data yet'), started)
         fit, hold = self.windows()
-        if np.sum(np.asarray(fit.weight)) < 0.5 * fit.length:
+        if sum(float(np.sum(np.asarray(w.weight))) for w in fit) < \
+                0.5 * sum(w.length for w in fit):
             return self._done(UpdateResult(False, 'too many gaps in the window'), started)
+        if len(fit) > self.chunks_seen:
+            # more data than any robust start saw so far: worth another one
+            self.chunks_seen = len(fit)
+            self.needs_global = True
         before = self.problem.cost(self.z, hold)
         fits = [self._lm(self.z, fit)]
         robust = self.needs_global
@@ -248,14 +263,20 @@ class OnlineIdentifier:
                             dict(self.identification_summary(), **(extra_identification or {})))
 
     def identification_summary(self):
-        return {'window': self.config.window, 'period': self.config.period,
+        return {'window': self.config.window,
+                'chunk': self.config.chunk or self.config.window, 'period': self.config.period,
                 'holdout': self.config.holdout, 'accepted_updates': self.accepted,
                 'rejected_updates': self.rejected, 'buffer_resets': self.resets}
 
     @property
+    def fit_span(self):
+        """Count fitted samples in one chunk (warm-up and hold-out excluded)."""
+        return self.chunk_steps - self.holdout_steps
+
+    @property
     def fit_steps(self):
-        """Count samples in a fit window (warm-up included)."""
-        return self.window_steps - self.holdout_steps + self.warmup_steps
+        """Count samples in a fit window, one chunk (warm-up included)."""
+        return self.fit_span + self.warmup_steps
 
     def compile(self):  # noqa: A003
         """Compile every jitted function for the window shapes (call before going live)."""

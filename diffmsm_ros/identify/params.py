@@ -128,6 +128,59 @@ class ParamSpace:
             z[k] = (c - self.reference[k]) / self.scale[k]
         return z
 
+    def held(self, z, step, wide=False):
+        """
+        Constraints that hold the step (numpy, z units) at z: ('box', i) and ('slack', j).
+
+        A coordinate at its box bound with the step pointing out is held; a slack length at
+        one of its metre bounds is held there (to first order) when the step would take it
+        out, changing the slack coordinate with the fibre length (``rows``).
+        """
+        lower, upper = (self.wide_lower, self.wide_upper) if wide else (self.lower, self.upper)
+        z, step = np.asarray(z, dtype=float), np.asarray(step, dtype=float)
+        held = set()
+        for i in np.flatnonzero(((z <= lower + 1e-9 * (1.0 + np.abs(lower))) & (step < 0))
+                                | ((z >= upper - 1e-9 * (1.0 + np.abs(upper))) & (step > 0))):
+            held.add(('box', int(i)))
+        for j, (k, k_l0, l0, c, c_lo, c_hi) in enumerate(self._slack_state(z)):
+            tol = 1e-9 * (1.0 + abs(c))
+            dl = step[k_l0] if k_l0 >= 0 else 0.0
+            if (c >= c_hi - tol and self.scale[k] * step[k] + c_hi * dl > 0) or \
+                    (c <= c_lo + tol and self.scale[k] * step[k] + c_lo * dl < 0):
+                held.add(('slack', j))
+        return held
+
+    def rows(self, z, held):
+        """
+        Linear equalities A dz = b (numpy) that keep the ``held`` box and slack constraints.
+
+        A held coordinate does not move; a held slack length keeps c L0 fixed, so its
+        coordinate moves by -c dz_L0 / scale with its fibre length's coordinate.
+        """
+        z = np.asarray(z, dtype=float)
+        slack = self._slack_state(z)
+        rows = []
+        for kind, i in sorted(key for key in held if key[0] in ('box', 'slack')):
+            row = np.zeros(self.size)
+            if kind == 'box':
+                row[i] = 1.0
+            else:
+                k, k_l0, _, c, _, _ = slack[i]
+                row[k] = self.scale[k]
+                if k_l0 >= 0:
+                    row[k_l0] = c
+            rows.append(row)
+        return np.reshape(rows, (len(rows), self.size)), np.zeros(len(rows))
+
+    def _slack_state(self, z):
+        """(k, k_l0, l0, c, c_lo, c_hi) per slack coordinate at z."""
+        out = []
+        for k, k_l0, l0_fixed, l_ref, lo, hi in self.tendons:
+            l0 = self.reference[k_l0] * np.exp(z[k_l0]) if k_l0 >= 0 else l0_fixed
+            c = self.reference[k] + self.scale[k] * z[k]
+            out.append((k, k_l0, l0, c, (l_ref - hi) / l0, (l_ref - lo) / l0))
+        return out
+
     def scale_first_moments(self, z, factor):
         """Return z (numpy) with every barycentric segment's first moment m c times ``factor``."""
         z = np.array(z, dtype=float)

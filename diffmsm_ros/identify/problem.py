@@ -20,7 +20,8 @@ import numpy as np
 class IdentifyConfig:
     """Identification settings (times in s, angles in rad)."""
 
-    window: float = 10.0        # fitted span, hold-out tail included
+    window: float = 10.0        # data per online update, hold-out tail included
+    chunk: float = 0.0          # compiled piece of the window (s); 0: the whole window
     period: float = 1.0         # time between online updates
     holdout: float = 1.0        # most recent data, not fitted, used to accept an update
     segment: float = 0.1        # multiple-shooting segment length
@@ -60,6 +61,9 @@ class IdentifyConfig:
                 raise ValueError(f'identification.{name} must be a positive number')
         if not 0 <= self.holdout < self.window:
             raise ValueError('identification.holdout must be in [0, window)')
+        if not (isinstance(self.chunk, (int, float)) and math.isfinite(self.chunk)
+                and (self.chunk == 0 or self.holdout < self.chunk <= self.window)):
+            raise ValueError('identification.chunk must be 0 or in (holdout, window]')
         if self.method not in ('euler', 'rk4'):
             raise ValueError('identification.method must be euler or rk4')
         if self.iterations < 1 or self.max_iterations < 1:
@@ -71,6 +75,8 @@ NOISE_LEVEL = 1.0       # mean squared shooting residual (sigma_q units) of a fi
 SWEEPS = 4              # most muscle sweeps of the robust start
 BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
                ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
+INERTIA_FLOOR = 0.01    # of the template's smallest principal moment: fits stay above it
+REPAIR_ROUNDS = 5       # most moves back above the inertia floor per trial point
 ESCAPES = (0.67, 1.5)   # first-moment scales that kick solve's best fit out of a valley
 
 
@@ -115,6 +121,13 @@ class Problem:
         self._theta_jacobian = jax.jit(jax.jacfwd(self.space.from_z))
         self._scale = jax.jit(functools.partial(uncertainty.scale_direction, self.space))
         self._inertials = jax.jit(self._inertials_at)
+        self._segment_coordinates = np.flatnonzero(
+            self.space.mask(lambda e: e.section == 'segments'))
+        theta0 = np.asarray(self.theta_of(jnp.zeros(self.space.size)))
+        self._inertia_floors = [
+            INERTIA_FLOOR * float(np.linalg.eigvalsh(np.asarray(
+                skeleton_inertia_matrix(theta0[list(k_i)])))[0])
+            for _, _, k_i in self.space.segments]
 
     # ------------------------------------------------------------------ residuals
     def model_at(self, z):
@@ -198,14 +211,14 @@ class Problem:
         z = jnp.asarray(z, dtype=jnp.float64)
         return sum(float(self._cost(z, w)) for w in _as_list(wins))
 
-    def cost(self, z, win):
-        """Mean squared shooting residual (sigma_q units) of one window."""
-        return self.mean_cost(self.half_cost(z, win), win)
+    def cost(self, z, wins):
+        """Mean squared shooting residual (sigma_q units) of a window or a list of them."""
+        return self.mean_cost(self.half_cost(z, wins), wins)
 
-    def mean_cost(self, half_cost, win):
-        """Mean squared shooting residual of one window from its 0.5 |r|^2."""
-        count = residuals.segment_count(win.length, self.segment_steps) * \
-            self.segment_steps * self.template.n_joints
+    def mean_cost(self, half_cost, wins):
+        """Mean squared shooting residual of windows from their summed 0.5 |r|^2."""
+        count = sum(residuals.segment_count(w.length, self.segment_steps)
+                    for w in _as_list(wins)) * self.segment_steps * self.template.n_joints
         return 2.0 * half_cost / max(count, 1)
 
     # ------------------------------------------------------------------ solving
@@ -234,7 +247,10 @@ class Problem:
         if mask is None:
             return solvers.lm_iteration(normal, cost, state, lower, upper, z_prior,
                                         self.config.prior_std, project=project,
-                                        valid=valid)
+                                        valid=valid,
+                                        active=(functools.partial(self.space.held, wide=True),
+                                                self.space.rows) if wide else None,
+                                        repair=self._repair if wide else None)
         idx = np.flatnonzero(mask)
         full = state.z.copy()
 
@@ -255,6 +271,53 @@ class Problem:
                                    valid=None if valid is None else
                                    lambda zs: valid(expand(zs)))
         return out._replace(z=expand(out.z))
+
+    def _repair(self, z, hess):
+        """
+        Move z (numpy) back above the inertia floor along weakly determined directions.
+
+        Fits move freely along weakly determined directions (a first moment along the
+        hinge axis, for one), which can take a segment's inertia about its centre of mass
+        out of the physical set while the data hardly mind.  A segment whose smallest
+        principal moment is below ``INERTIA_FLOOR`` of the template's is moved along
+        (hess)^-1 grad(moment), the direction that raises it at the least increase of the
+        quadratic model ``hess`` (data + prior), to twice the floor.  Only segment
+        coordinates move: through the muscles that direction would follow the strength
+        scale, which a session without exo torque leaves undetermined.
+        """
+        idx = self._segment_coordinates
+        for _ in range(REPAIR_ROUNDS if idx.size else 0):
+            zz = jnp.asarray(z, dtype=jnp.float64)
+            low = self._lowest_moments(np.asarray(self.theta_of(zz)))
+            if not low:
+                break
+            k_i, moment, axis, floor = min(low, key=lambda x: x[1] / x[3])
+            # d(v' I v)/d(six) at the eigenvector v, through d(six)/dz
+            weights = np.array([axis[0] ** 2, axis[1] ** 2, axis[2] ** 2,
+                                2 * axis[0] * axis[1], 2 * axis[0] * axis[2],
+                                2 * axis[1] * axis[2]])
+            gradient = weights @ np.asarray(self._theta_jacobian(zz))[list(k_i)]
+            direction = np.zeros_like(gradient)
+            try:
+                direction[idx] = np.linalg.solve(hess[np.ix_(idx, idx)], gradient[idx])
+            except np.linalg.LinAlgError:
+                break
+            rise = gradient @ direction
+            if not rise > 0:
+                break
+            z = self.space.project(z + (2.0 * floor - moment) / rise * direction, wide=True)
+        return z
+
+    def _lowest_moments(self, theta):
+        """Segments below their inertia floor: (theta indices, moment (kg m^2), axis, floor)."""
+        out = []
+        for (_, _, k_i), floor in zip(self.space.segments, self._inertia_floors):
+            xx, yy, zz, xy, xz, yz = theta[list(k_i)]
+            values, vectors = np.linalg.eigh(np.array([[xx, xy, xz], [xy, yy, yz],
+                                                       [xz, yz, zz]]))
+            if values[0] < floor:
+                out.append((k_i, float(values[0]), vectors[:, 0], floor))
+        return out
 
     def fit(self, z0, wins, z_prior=None, iterations=None, tolerance=None, callback=None,
             valid=None):
@@ -333,8 +396,6 @@ class Problem:
         most ``noise_level``, else keeps the lowest objective.
         """
         wins = _as_list(wins)
-        count = sum(residuals.segment_count(w.length, self.segment_steps) for w in wins) * \
-            self.segment_steps * self.template.n_joints
         best = None
 
         def converged(start):
@@ -344,7 +405,7 @@ class Problem:
                 return False
             if best is None or costs[-1] < best[0]:
                 best = (costs[-1], z, costs)
-            return 2.0 * self.half_cost(z, wins) / max(count, 1) <= noise_level
+            return self.cost(z, wins) <= noise_level
 
         for start in self._starts(np.asarray(z0, dtype=float), wins, z_prior, restarts,
                                   bone_starts):

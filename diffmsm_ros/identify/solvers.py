@@ -60,7 +60,7 @@ def lm_start(z0, lam=1e-3):
 
 
 def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_tries=10,
-                 project=None, valid=None):
+                 project=None, valid=None, active=None, repair=None):
     """
     One Levenberg-Marquardt iteration with box bounds (projected steps).
 
@@ -69,7 +69,13 @@ def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_trie
     rule on the ratio of actual to predicted decrease.  ``project`` (optional) maps a
     clipped point onto further constraints; ``valid`` (optional) refuses a trial point
     like a step that raised the objective, when the current point is valid itself (from an
-    invalid point any step is allowed, so that a fit can walk back).
+    invalid point any step is allowed, so that a fit can walk back).  ``active`` (optional)
+    is a pair of callables: ``held(z, step)``, the set of constraints the step would break
+    at z, and ``rows(z, held)``, linear equalities (A, b) on the step that keep them; the
+    step is then solved subject to those, so that active constraints do not bend it,
+    through ``project``, into a rise the quadratic model cannot see.  ``repair`` (optional,
+    ``(z, hess) -> z``) moves a trial point back into the feasible set in the metric of
+    the quadratic model.
     """
     z = state.z
     hess, grad, data_cost = (np.asarray(x, dtype=float) for x in normal(z)[:3])
@@ -84,13 +90,15 @@ def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_trie
     lam, nu = state.lam, state.nu
     for _ in range(max_tries):
         try:
-            step = np.linalg.solve(hess + lam * np.diag(diag), -grad)
+            step = _damped_step(hess, grad, lam * diag, z, active)
         except np.linalg.LinAlgError:
             lam, nu = lam * nu, nu * 2.0
             continue
         z_new = np.clip(z + step, lower, upper)
         if project is not None:
             z_new = project(z_new)
+        if repair is not None:
+            z_new = repair(z_new, hess)
         if valid is not None and not valid(z_new):
             lam, nu = float(min(lam * nu, 1e15)), min(nu * 2.0, 1e6)
             continue
@@ -105,6 +113,33 @@ def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_trie
             return LMState(z_new, c_new, lam, 2.0, True, data_new)
         lam, nu = float(min(lam * nu, 1e15)), min(nu * 2.0, 1e6)
     return LMState(z, current, lam, nu, False, float(data_cost))
+
+
+def _damped_step(hess, grad, damping, z, active, rounds=4):
+    """Solve (H + diag(damping)) dz = -g, subject to the equalities of ``active``."""
+    matrix = hess + np.diag(damping)
+    step = np.linalg.solve(matrix, -grad)
+    if active is None:
+        return step
+    held_by, rows_of = active
+    held = frozenset()
+    n = step.size
+    for _ in range(rounds):
+        new = held | frozenset(held_by(z, step))
+        if new == held:
+            break
+        held = new
+        a, b = rows_of(z, held)
+        k = b.size
+        kkt = np.block([[matrix, a.T], [a, np.zeros((k, k))]])
+        rhs = np.concatenate([-grad, b])
+        try:
+            # exact solve: the KKT matrix's small singular values (a^2 / h for stiff
+            # coordinates) are real, and a truncated least-squares solve would drop them
+            step = np.linalg.solve(kkt, rhs)[:n]
+        except np.linalg.LinAlgError:   # dependent rows
+            step = np.linalg.lstsq(kkt, rhs, rcond=1e-15)[0][:n]
+    return step
 
 
 class AdamState(NamedTuple):
