@@ -295,7 +295,9 @@ def test_bad_input_corpus(live, sessions, elbow):
     assert wait_until(lambda: pub_j.get_subscription_count() > 0 and
                       pub_e.get_subscription_count() > 0, 10.0)
     joint = list(elbow.model.joint_names)
-    t0 = record.T0_NS + int(DURATION * 1e9)      # the node's clock is at the bag's end
+    with listener.lock:
+        # the node's clock is where the last replayed bag left it, at its last sample
+        t0 = int(listener.torques[-1][0])
 
     def counts():
         return (int(diag_value(listener, 'diffmsm: inputs', 'bad_joint_states') or 0),
