@@ -58,13 +58,15 @@ def main():
     space = ident.problem.space
     print(f'online from a {start_error:.1f} % start (seed {args.seed}, window {args.window:g} s '
           f'in chunks of {args.chunk or args.window:g} s, compiled in {compile_seconds:.1f} s): '
-          'session time, compute time, outcome, muscle error')
+          'session time, compute time, outcome, fit residual (sigma_q^2), muscle error')
     error = float('nan')
-    for t, theta, seconds, reason in zip(history.time, history.theta, history.seconds,
-                                         history.reason):
+    for t, theta, seconds, reason, cost, robust in zip(
+            history.time, history.theta, history.seconds, history.reason, history.fit_cost,
+            history.robust_start):
         error = sessions.theta_errors(space, theta, truth.model).mean()
         if reason != 'not enough data yet':
-            print(f'  {t:5.1f} s {1e3 * seconds:7.0f} ms  {reason:34s} {error:7.3f} %')
+            print(f'  {t:5.1f} s {1e3 * seconds:7.0f} ms{" R" if robust else "  "} '
+                  f'{reason:34s} {cost:7.3f} {error:7.3f} %')
     print(f'{sum(history.accepted)} accepted of {len(history.accepted)} updates; error at '
           f'{history.time[-1]:.1f} s: {error:.3f} % (goal {GOAL} %: '
           f'{"met" if error <= GOAL else "not met"})')

@@ -1,9 +1,9 @@
 """Pieces of the identifier: parameter space, buffers, solvers, uncertainty, online logic."""
 
-from diffmsm_ros.identify import params, solvers, uncertainty
+from diffmsm_ros.identify import online, params, solvers, uncertainty
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.online import OnlineIdentifier
-from diffmsm_ros.identify.problem import IdentifyConfig, Problem
+from diffmsm_ros.identify.problem import IdentifyConfig, NOISE_LEVEL, Problem
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -236,12 +236,12 @@ def test_online_identifier_refuses_invalid_candidates(elbow):
     assert 'bounds' in ident._validity(far)
 
 
-def test_online_window_grows_by_chunks_and_reruns_the_robust_start(elbow):
+def test_online_window_grows_by_chunks_and_robust_starts_rerun(elbow):
     config = IdentifyConfig(window=3.5, chunk=1.5, holdout=0.5, warmup=0.2, iterations=1)
     ident = OnlineIdentifier(elbow, config)
     assert ident.chunks == 3
     rng = np.random.default_rng(0)
-    seen, starts = [], []
+    seen, results = [], []
     for k in range(int(4.2 / 0.002)):
         t = k * 0.002
         ident.add_encoders(t, [1.2 + 0.3 * np.sin(3.0 * t)], [0.9 * np.cos(3.0 * t)], [0.0])
@@ -253,9 +253,16 @@ def test_online_window_grows_by_chunks_and_reruns_the_robust_start(elbow):
                 # one's begin (its warm-up overlaps, weighted 0)
                 assert float(older.q[-1, 0]) == float(newer.q[ident.warmup_steps - 1, 0])
             seen.append(len(fit))
-            starts.append(ident.update().robust_start)
+            results.append(ident.update())
     counts = seen
+    starts = [r.robust_start for r in results]
     assert counts[0] == 1 and counts[-1] == 3 and counts == sorted(counts)
     # each time more chunks arrive the robust start runs again, on all of them
     grew = [i for i in range(len(counts)) if i == 0 or counts[i] > counts[i - 1]]
     assert all(starts[i] for i in grew)
+    # an accepted fit far above the noise level (this data is no elbow's) sits in a wrong
+    # basin: the next update runs the robust start again, from jittered muscles
+    wrong = [i for i, r in enumerate(results[:-1])
+             if r.accepted and r.fit_cost > online.WRONG_BASIN * NOISE_LEVEL]
+    assert any(counts[i + 1] == counts[i] for i in wrong)     # a retry, not a new chunk
+    assert all(starts[i + 1] for i in wrong)

@@ -27,6 +27,8 @@ class History:
     accepted: list = dataclasses.field(default_factory=list)
     seconds: list = dataclasses.field(default_factory=list)
     reason: list = dataclasses.field(default_factory=list)
+    fit_cost: list = dataclasses.field(default_factory=list)      # sigma_q^2 units
+    robust_start: list = dataclasses.field(default_factory=list)
 
 
 def excitations_from_recording(recording, values, muscle_names):
@@ -113,6 +115,8 @@ def replay(ident, recording, excitations, period, progress=None, on_update=None,
         history.accepted.append(result.accepted)
         history.seconds.append(result.seconds)
         history.reason.append(result.reason)
+        history.fit_cost.append(result.fit_cost)
+        history.robust_start.append(result.robust_start)
         if on_update is not None:
             on_update(result, ident)
         if progress is not None:

@@ -14,7 +14,7 @@ import time
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.identify import solvers
 from diffmsm_ros.identify.buffers import GridBuffer
-from diffmsm_ros.identify.problem import Problem
+from diffmsm_ros.identify.problem import NOISE_LEVEL, Problem
 from diffmsm_ros.identify.window import from_arrays
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +22,8 @@ import numpy as np
 MAX_DELAY = 0.2          # s of EMG kept before the window for the EMG delay
 BACKWARD_TOLERANCE = 0.05  # s: an older sample than this is a restart, not jitter
 GLOBAL_AFTER = 5         # rejected updates in a row before the robust start is retried
+WRONG_BASIN = 2.0        # fit residual, in NOISE_LEVELs, that says a fit is in a wrong basin
+RETRIES = 3              # robust starts (muscles jittered) after a fit in a wrong basin
 EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
 
 
@@ -73,6 +75,7 @@ class OnlineIdentifier:
         self.resets = 0
         self.needs_global = True
         self.chunks_seen = 0     # most chunks an update has fitted since the last reset
+        self.retries = 0         # jittered robust starts since the chunk count last grew
         self.rejections_in_row = 0
         self.last_analysis = None
         self.last_result = None
@@ -124,6 +127,7 @@ class OnlineIdentifier:
         self.good_z = self.z.copy()
         self.needs_global = True
         self.chunks_seen = 0
+        self.retries = 0
         self.last_analysis = None
 
     # ------------------------------------------------------------------ windows
@@ -178,11 +182,14 @@ class OnlineIdentifier:
             # more data than any robust start saw so far: worth another one
             self.chunks_seen = len(fit)
             self.needs_global = True
+            self.retries = 0
         before = self.problem.cost(self.z, hold)
         fits = [self._lm(self.z, fit)]
         robust = self.needs_global
         if robust:
-            z0 = self.problem.initialise(self.z, fit)
+            start = self.z if self.retries == 0 else self.problem.jitter_muscles(
+                self.z, np.random.default_rng(self.retries))
+            z0 = self.problem.initialise(start, fit)
             fits.append(self._lm(z0, fit))
         candidates = [state.z for state in fits]
         costs = [self.problem.mean_cost(state.data_cost, fit)
@@ -208,7 +215,10 @@ class OnlineIdentifier:
         self.z = z_new
         self.good_z = z_new.copy()
         self.accepted += 1
-        self.needs_global = False
+        # a fit well above the noise level sits in a wrong basin: try a robust start from
+        # jittered muscles (a few times) at the next updates
+        self.needs_global = fit_cost > WRONG_BASIN * NOISE_LEVEL and self.retries < RETRIES
+        self.retries += int(self.needs_global)
         self.rejections_in_row = 0
         hess, _, half, count = self.problem.normal(self.z, fit)
         self.last_analysis = self.problem.analyse(self.z, hess, half, count,

@@ -72,6 +72,7 @@ class IdentifyConfig:
 
 STEP_TOLERANCE = 1e-8   # normalised units: a fit whose step is smaller has converged
 NOISE_LEVEL = 1.0       # mean squared shooting residual (sigma_q units) of a fit at the noise
+MUSCLE_JITTER = 0.2     # normalised std of the muscle jitter of extra robust starts
 SWEEPS = 4              # most muscle sweeps of the robust start
 BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
                ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
@@ -425,11 +426,9 @@ class Problem:
         """Generate the starts of ``solve`` lazily (each robust start costs seconds)."""
         yield self.initialise(z0, wins, z_prior)
         yield z0
-        muscles = self.space.mask(lambda e: e.section == 'muscles')
         rng = np.random.default_rng(0)
         for _ in range(restarts):
-            jitter = np.where(muscles, rng.normal(0.0, 0.2, z0.shape), 0.0)
-            yield self.initialise(self.space.project(z0 + jitter), wins, z_prior)
+            yield self.initialise(self.jitter_muscles(z0, rng), wins, z_prior)
         if not self.space.segments:
             return
         rng = np.random.default_rng(1)
@@ -439,6 +438,11 @@ class Problem:
             else:
                 base = self.space.project(z0 + rng.normal(0.0, value, z0.shape))
             yield self.initialise(base, wins, z_prior)
+
+    def jitter_muscles(self, z, rng, std=MUSCLE_JITTER):
+        """Return z (numpy) with its muscle coordinates jittered by N(0, std^2), projected."""
+        muscles = self.space.mask(lambda e: e.section == 'muscles')
+        return self.space.project(np.where(muscles, z + rng.normal(0.0, std, z.shape), z))
 
     def initialise(self, z0, wins, z_prior=None):
         """
