@@ -211,6 +211,18 @@ def test_weak_directions_and_strength_scale_are_reported(elbow):
     assert any('not identifiable' in w for w in analysis.warnings)
 
 
+def test_raw_emg_models_warn_that_their_muscle_uncertainty_is_a_lower_bound(elbow):
+    # profiled excitation gains (raw EMG) leave the envelope's error out of the 1-sigma
+    space_size = params.make_space(elbow.model, elbow.bounds).size
+    hess = 1e4 * np.eye(space_size)
+    for noise, warned in ((0.0, False), (0.2, True)):
+        problem = Problem(elbow, IdentifyConfig(window=2.0, holdout=0.5,
+                                                excitation_noise=noise, excitation_terms=2))
+        analysis = problem.analyse(np.zeros(space_size), hess, 1.0, 10_000,
+                                   external_torque=1.0)
+        assert any('lower bounds' in w for w in analysis.warnings) == warned
+
+
 def test_online_identifier_resets_on_time_jumping_back(elbow):
     ident = OnlineIdentifier(elbow, IdentifyConfig(window=2.0, holdout=0.5, warmup=0.2))
     for k in range(300):
