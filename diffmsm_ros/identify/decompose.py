@@ -29,6 +29,7 @@ OPERATING_STEPS = np.linspace(-1.0, 1.0, 201)   # L_ref offsets (normalised leng
 # curve seen over part of its range says little about its width), wide for the sweeps
 NEAR_FIBRE_GRID = np.log(np.array([0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6]))
 WIDE_FIBRE_GRID = np.linspace(np.log(0.4), np.log(2.5), 17)
+SWEEP_STRIDE = 4       # the sweep's grid search reads every 4th sample (8 ms at 500 Hz)
 
 
 def smoothed_acceleration(win):
@@ -279,7 +280,8 @@ def sweep_muscles(problem, z, wins):
                 jnp.asarray(z), w, smoothed_acceleration(w))
             others = forces.at[:, m].set(0.0)
             residual0 = rest + jnp.einsum('tmj,tm->tj', arm, others)
-            c, s = sweep(jnp.asarray(z), m, k_l0, k_t, length, velocity, arm, a, residual0)
+            c, s = sweep(jnp.asarray(z), m, k_l0, k_t,
+                         *(x[::SWEEP_STRIDE] for x in (length, velocity, arm, a, residual0)))
             total = total + np.asarray(c)
             strengths.append(np.asarray(s))
         total = np.where(_grid_allowed(space, z, k_l0, k_t, fibre_grid), total, np.inf)

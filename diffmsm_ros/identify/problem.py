@@ -77,7 +77,7 @@ SWEEPS = 4              # most muscle sweeps of the robust start
 BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
                ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
 INERTIA_FLOOR = 0.01    # of the template's smallest principal moment: fits stay above it
-REPAIR_ROUNDS = 5       # most moves back above the inertia floor per trial point
+REPAIR_ROUNDS = 8       # most moves back above the inertia floor per trial point
 EXCITATION_NOISE_WARNING = (
     'muscle 1-sigma values leave out the random error of the EMG envelope (excitation gains '
     'profiled, as for raw EMG): on a simulated 60 s raw-EMG session most were 2-8 times too '
@@ -298,8 +298,11 @@ class Problem:
         coordinates move: through the muscles that direction would follow the strength
         scale, which a session without exo torque leaves undetermined.
         """
-        idx = self._segment_coordinates
-        for _ in range(REPAIR_ROUNDS if idx.size else 0):
+        free = self._segment_coordinates
+        lower, upper = self.space.wide_lower, self.space.wide_upper
+        for _ in range(REPAIR_ROUNDS):
+            if free.size == 0:
+                break
             zz = jnp.asarray(z, dtype=jnp.float64)
             low = self._lowest_moments(np.asarray(self.theta_of(zz)))
             if not low:
@@ -312,13 +315,17 @@ class Problem:
             gradient = weights @ np.asarray(self._theta_jacobian(zz))[list(k_i)]
             direction = np.zeros_like(gradient)
             try:
-                direction[idx] = np.linalg.solve(hess[np.ix_(idx, idx)], gradient[idx])
+                direction[free] = np.linalg.solve(hess[np.ix_(free, free)], gradient[free])
             except np.linalg.LinAlgError:
                 break
             rise = gradient @ direction
             if not rise > 0:
                 break
-            z = self.space.project(z + (2.0 * floor - moment) / rise * direction, wide=True)
+            moved = z + (2.0 * floor - moment) / rise * direction
+            # a coordinate the move takes past its bound stays there; the next round moves
+            # the others (otherwise the projection undoes the move, round after round)
+            free = free[(moved[free] >= lower[free]) & (moved[free] <= upper[free])]
+            z = self.space.project(moved, wide=True)
         return z
 
     def _lowest_moments(self, theta):
