@@ -128,11 +128,9 @@ class Problem:
         self._inertials = jax.jit(self._inertials_at)
         self._segment_coordinates = np.flatnonzero(
             self.space.mask(lambda e: e.section == 'segments'))
-        theta0 = np.asarray(self.theta_of(jnp.zeros(self.space.size)))
-        self._inertia_floors = [
-            INERTIA_FLOOR * float(np.linalg.eigvalsh(np.asarray(
-                skeleton_inertia_matrix(theta0[list(k_i)])))[0])
-            for _, _, k_i in self.space.segments]
+        moments, _ = self._principal_moments(
+            np.asarray(self.theta_of(jnp.zeros(self.space.size))))
+        self._inertia_floors = INERTIA_FLOOR * moments[:, 0]
 
     # ------------------------------------------------------------------ residuals
     def model_at(self, z):
@@ -328,16 +326,18 @@ class Problem:
             z = self.space.project(moved, wide=True)
         return z
 
+    def _principal_moments(self, theta):
+        """Principal moments [S, 3] (kg m^2, ascending) and axes [S, 3, 3] per segment."""
+        six = np.reshape([theta[list(k_i)] for _, _, k_i in self.space.segments], (-1, 6))
+        return np.linalg.eigh(np.asarray(skeleton_inertia_matrix(six)))
+
     def _lowest_moments(self, theta):
         """Segments below their inertia floor: (theta indices, moment (kg m^2), axis, floor)."""
-        out = []
-        for (_, _, k_i), floor in zip(self.space.segments, self._inertia_floors):
-            xx, yy, zz, xy, xz, yz = theta[list(k_i)]
-            values, vectors = np.linalg.eigh(np.array([[xx, xy, xz], [xy, yy, yz],
-                                                       [xz, yz, zz]]))
-            if values[0] < floor:
-                out.append((k_i, float(values[0]), vectors[:, 0], floor))
-        return out
+        moments, axes = self._principal_moments(theta)
+        return [(k_i, float(m[0]), v[:, 0], floor)
+                for (_, _, k_i), m, v, floor in zip(self.space.segments, moments, axes,
+                                                    self._inertia_floors)
+                if m[0] < floor]
 
     def fit(self, z0, wins, z_prior=None, iterations=None, tolerance=None, callback=None,
             valid=None):
