@@ -272,9 +272,13 @@ def test_online_window_grows_by_chunks_and_robust_starts_rerun(elbow):
     # each time more chunks arrive the robust start runs again, on all of them
     grew = [i for i in range(len(counts)) if i == 0 or counts[i] > counts[i - 1]]
     assert all(starts[i] for i in grew)
-    # an accepted fit far above the noise level (this data is no elbow's) sits in a wrong
-    # basin: the next update runs the robust start again, from jittered muscles
+    # an accepted fit that stalled far above the noise level (this data is no elbow's) sits
+    # in a wrong basin: the next update runs the robust start again, from jittered muscles
     wrong = [i for i, r in enumerate(results[:-1])
-             if r.accepted and r.fit_cost > online.WRONG_BASIN * NOISE_LEVEL]
+             if r.accepted and r.stalled and r.fit_cost > online.WRONG_BASIN * NOISE_LEVEL]
     assert any(counts[i + 1] == counts[i] for i in wrong)     # a retry, not a new chunk
     assert all(starts[i + 1] for i in wrong)
+    # a fit still descending is not judged by its residual: no retry after it
+    descending = [i for i, r in enumerate(results[:-1])
+                  if r.accepted and not r.stalled and counts[i + 1] == counts[i]]
+    assert not any(starts[i + 1] for i in descending)

@@ -24,6 +24,8 @@ BACKWARD_TOLERANCE = 0.05  # s: an older sample than this is a restart, not jitt
 GLOBAL_AFTER = 5         # rejected updates in a row before the robust start is retried
 WRONG_BASIN = 2.0        # fit residual, in NOISE_LEVELs, that says a fit is in a wrong basin
 RETRIES = 3              # robust starts (muscles jittered) after a fit in a wrong basin
+STALLED = 1e-3           # relative fall of the fit residual in an LM iteration: fit stalled
+ROBUST_ITERATIONS = 40   # most LM iterations after a robust start (until stalled)
 EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
 
 
@@ -39,6 +41,7 @@ class UpdateResult:
     seconds: float = 0.0                  # compute time of the update
     data_time: float = float('nan')       # session time (s) at the window's end
     robust_start: bool = False            # the robust start ran (first update, or retried)
+    stalled: bool = False                 # the kept fit's last LM iteration barely helped
 
 
 class OnlineIdentifier:
@@ -184,17 +187,19 @@ class OnlineIdentifier:
             self.needs_global = True
             self.retries = 0
         before = self.problem.cost(self.z, hold)
-        fits = [self._lm(self.z, fit)]
+        fits = [self._lm(self.z, fit, self.config.iterations)]
         robust = self.needs_global
         if robust:
             start = self.z if self.retries == 0 else self.problem.jitter_muscles(
                 self.z, np.random.default_rng(self.retries))
             z0 = self.problem.initialise(start, fit)
-            fits.append(self._lm(z0, fit))
-        candidates = [state.z for state in fits]
+            # a robust start lands in the right basin but far down its slope: a few warm
+            # iterations would leave it looking like a wrong basin (a high residual)
+            fits.append(self._lm(z0, fit, ROBUST_ITERATIONS))
+        candidates = [state.z for state, _ in fits]
         costs = [self.problem.mean_cost(state.data_cost, fit)
                  if not self._validity(state.z) and np.isfinite(state.data_cost) else np.inf
-                 for state in fits]
+                 for state, _ in fits]
         end, _ = self.available()
         data_time = self.encoders.origin + end * self.h
         if not np.any(np.isfinite(costs)):
@@ -204,27 +209,29 @@ class OnlineIdentifier:
                                            'non-finite cost', data_time=data_time,
                                            robust_start=robust), started)
         best = int(np.argmin(costs))
-        z_new, fit_cost = candidates[best], costs[best]
+        z_new, fit_cost, stalled = candidates[best], costs[best], fits[best][1]
         after = self.problem.cost(z_new, hold)
         if not np.isfinite(after) or not after < before:
             self.rejected += 1
             self._note_rejection()
             return self._done(UpdateResult(
                 False, 'did not lower the hold-out error', fit_cost, before, after,
-                data_time=data_time, robust_start=robust), started)
+                data_time=data_time, robust_start=robust, stalled=stalled), started)
         self.z = z_new
         self.good_z = z_new.copy()
         self.accepted += 1
-        # a fit well above the noise level sits in a wrong basin: try a robust start from
-        # jittered muscles (a few times) at the next updates
-        self.needs_global = fit_cost > WRONG_BASIN * NOISE_LEVEL and self.retries < RETRIES
+        # a stalled fit well above the noise level sits in a wrong basin: try a robust start
+        # from jittered muscles (a few times) at the next updates
+        self.needs_global = (stalled and fit_cost > WRONG_BASIN * NOISE_LEVEL
+                             and self.retries < RETRIES)
         self.retries += int(self.needs_global)
         self.rejections_in_row = 0
         hess, _, half, count = self.problem.normal(self.z, fit)
         self.last_analysis = self.problem.analyse(self.z, hess, half, count,
                                                   external_torque=external_torque_rms(fit))
         return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
-                                       data_time=data_time, robust_start=robust), started)
+                                       data_time=data_time, robust_start=robust,
+                                       stalled=stalled), started)
 
     def _note_rejection(self):
         """After ``GLOBAL_AFTER`` rejections in a row, try the robust start again."""
@@ -233,14 +240,23 @@ class OnlineIdentifier:
             self.needs_global = True
             self.rejections_in_row = 0
 
-    def _lm(self, z0, win):
-        """Run a few LM iterations from z0; return the LMState (``data_cost`` at its z)."""
+    def _lm(self, z0, win, iterations):
+        """
+        Run up to ``iterations`` LM iterations from z0, stopping once stalled.
+
+        Returns (LMState, stalled): ``data_cost`` is at the state's z; stalled means the
+        last iteration lowered the data cost by less than ``STALLED`` of it (or not at all).
+        """
         state = solvers.lm_start(z0)
-        for _ in range(self.config.iterations):
+        stalled = False
+        for _ in range(iterations):
+            previous = state.data_cost
             state = self.problem.lm_step(state, win)
-            if not state.accepted:
+            stalled = not state.accepted or bool(
+                np.isfinite(previous) and previous - state.data_cost <= STALLED * previous)
+            if stalled:
                 break
-        return state
+        return state, stalled
 
     def _validity(self, z):
         """Reason the candidate cannot be used, or '' if it can."""
@@ -299,7 +315,7 @@ class OnlineIdentifier:
         self.problem.initialise(self.z, fit)
         # the solver's and the checks' small operations too, so that the first update
         # compiles nothing (the state is left as it was)
-        self._validity(self._lm(self.z, fit).z)
+        self._validity(self._lm(self.z, fit, self.config.iterations)[0].z)
         self.problem.analyse(self.z, hess, half, count, external_torque=external_torque_rms(fit))
 
 
