@@ -77,6 +77,7 @@ SWEEPS = 4              # most muscle sweeps of the robust start
 BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
                ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
 INERTIA_FLOOR = 0.01    # of the template's smallest principal moment: fits stay above it
+EQUATION_STRIDE = 4     # the robust start's equation error reads every 4th sample (8 ms)
 REPAIR_ROUNDS = 8       # most moves back above the inertia floor per trial point
 EXCITATION_NOISE_WARNING = (
     'muscle 1-sigma values leave out the random error of the EMG envelope (excitation gains '
@@ -162,8 +163,9 @@ class Problem:
         return jnp.concatenate([self.data_residual(z, win), prior])
 
     def equation_residual(self, z, win, qdd):
-        """Equation-error residual (N m)."""
-        return residuals.equation_error_residuals(self.model_at(z), win, qdd)
+        """Equation-error residual (N m) at every ``EQUATION_STRIDE``-th sample."""
+        return residuals.equation_error_residuals(self.model_at(z), win, qdd,
+                                                  stride=EQUATION_STRIDE)
 
     def equation_half_cost(self, z, win, qdd):
         r = self.equation_residual(z, win, qdd)

@@ -189,14 +189,19 @@ def _equation_error(model, q, qd, qdd, a, tau):
     return dynamics.muscle_torque(model, q, qd, a) + tau - need
 
 
-def equation_error_residuals(model, win, qdd, sigma_tau=1.0):
-    """Inverse-dynamics torque error per sample (N m / sigma_tau), flattened."""
+def equation_error_residuals(model, win, qdd, sigma_tau=1.0, stride=1):
+    """
+    Inverse-dynamics torque error (N m / sigma_tau) at every ``stride``-th sample, flattened.
+
+    Activations follow the excitations on every sample; a strided residual is scaled by
+    sqrt(stride), so that its sum of squares estimates the full one's.
+    """
     u = excitation.excitations(model, win)
     a = excitation.activations(model, u, win.h)
-
+    pick = slice(None, None, stride)
     r = jax.vmap(_equation_error, in_axes=(None, 0, 0, 0, 0, 0))(
-        model, win.q, win.qd, qdd, a, win.tau_exo)
-    return (r * jnp.sqrt(win.weight)[:, None] / sigma_tau).reshape(-1)
+        model, win.q[pick], win.qd[pick], qdd[pick], a[pick], win.tau_exo[pick])
+    return (r * jnp.sqrt(stride * win.weight[pick])[:, None] / sigma_tau).reshape(-1)
 
 
 def prior_residuals(z, z_prior, prior_std):
