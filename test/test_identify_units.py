@@ -1,6 +1,6 @@
 """Pieces of the identifier: parameter space, buffers, solvers, uncertainty, online logic."""
 
-from diffmsm_ros.identify import online, params, solvers, uncertainty
+from diffmsm_ros.identify import online, params, residuals, solvers, uncertainty
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.online import OnlineIdentifier
 from diffmsm_ros.identify.problem import IdentifyConfig, NOISE_LEVEL, Problem
@@ -209,6 +209,53 @@ def test_weak_directions_and_strength_scale_are_reported(elbow):
     assert analysis.std_z[1] < 1e-2 < analysis.std_z[0]
     assert len(analysis.weak) == space.size - 1
     assert any('not identifiable' in w for w in analysis.warnings)
+
+
+def _ar1(rng, n, rho):
+    """AR(1) noise of unit variance (correlation time 1 / (1 - rho) samples)."""
+    e = np.empty(n)
+    e[0] = rng.standard_normal()
+    for k in range(1, n):
+        e[k] = rho * e[k - 1] + np.sqrt(1 - rho ** 2) * rng.standard_normal()
+    return e
+
+
+def test_block_scores_give_an_honest_spread_under_correlated_residuals():
+    # a straight line fitted through time-correlated noise: Gauss-Newton's 1-sigma is
+    # several times too small, the sandwich from 1 s blocks of segments is right
+    n_seg, rows, block = 400, 5, 10
+    t = np.linspace(0.0, 1.0, n_seg * rows)
+    x = np.stack([np.ones_like(t), np.sin(2 * np.pi * t)], axis=1)
+    rng = np.random.default_rng(0)
+    estimates, narrow, wide = [], [], []
+    for _ in range(150):
+        y = x @ np.array([1.0, 0.5]) + _ar1(rng, t.size, 0.9)
+
+        def segments(z, offset):
+            return (jnp.asarray(x) @ z - jnp.asarray(y)).reshape(n_seg, rows)
+
+        z0 = jnp.zeros(2)
+        hess, grad, half, count, scores = residuals.shooting_normal_equations(
+            segments, z0, 0, jnp.zeros(0), False, block)
+        hess, grad = np.asarray(hess), np.asarray(grad)
+        if not estimates:
+            # the block scores are the blocks' shares of the gradient, spread as g g^T
+            g = (x * (x @ np.zeros(2) - y)[:, None]).reshape(-1, block * rows, 2).sum(axis=1)
+            np.testing.assert_allclose(np.asarray(scores), g.T @ g, rtol=1e-9)
+            np.testing.assert_allclose(grad, g.sum(axis=0), rtol=1e-9)
+        beta = -np.linalg.solve(hess, grad)
+        estimates.append(beta)
+        r = x @ beta - y
+        s2 = r @ r / (count - 2)
+        g = (x * r[:, None]).reshape(-1, block * rows, 2).sum(axis=1)
+        prior = np.eye(2) * 1e-12
+        cov = np.linalg.inv(hess / s2 + prior)
+        widen = uncertainty.sandwich_widening(hess, g.T @ g, prior, cov)
+        narrow.append(np.sqrt(np.diag(cov)))
+        wide.append(widen * np.sqrt(np.diag(cov)))
+    spread = np.std(estimates, axis=0)
+    assert np.all(np.mean(narrow, axis=0) < 0.4 * spread)
+    np.testing.assert_allclose(np.mean(wide, axis=0), spread, rtol=0.3)
 
 
 def test_raw_emg_models_warn_that_their_muscle_uncertainty_is_a_lower_bound(elbow):

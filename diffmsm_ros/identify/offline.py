@@ -205,8 +205,9 @@ def identify_recording(template, recording, values, progress=True, final_window=
         # weakly determined inertia drifted out of physical bodies, which a model file
         # cannot hold: fit again from the online model with every step kept physical
         z, costs = problem.fit(ident.z, wins, valid=lambda zz: not problem.unphysical(zz))
-    hess, _, half, count = problem.normal(z, wins)
-    analysis = problem.analyse(z, hess, half, count, external_torque=external_torque_rms(wins))
+    hess, _, half, count, scores = problem.normal(z, wins)
+    analysis = problem.analyse(z, hess, half, count, external_torque=external_torque_rms(wins),
+                               scores=scores)
     summary = dict(ident.identification_summary())
     summary.update({'window': float(grid[-1] - grid[0]), 'final_fit_iterations': len(costs) - 1,
                     'final_fit_seconds': time.monotonic() - started,

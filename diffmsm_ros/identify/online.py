@@ -226,9 +226,10 @@ class OnlineIdentifier:
                              and self.retries < RETRIES)
         self.retries += int(self.needs_global)
         self.rejections_in_row = 0
-        hess, _, half, count = self.problem.normal(self.z, fit)
+        hess, _, half, count, scores = self.problem.normal(self.z, fit)
         self.last_analysis = self.problem.analyse(self.z, hess, half, count,
-                                                  external_torque=external_torque_rms(fit))
+                                                  external_torque=external_torque_rms(fit),
+                                                  scores=scores)
         return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
                                        data_time=data_time, robust_start=robust,
                                        stalled=stalled), started)
@@ -311,12 +312,13 @@ class OnlineIdentifier:
             win = _dummy_window(self.template.model, steps, self.history, self.h)
             self.problem.cost(self.z, win)
         fit = _dummy_window(self.template.model, self.fit_steps, self.history, self.h)
-        hess, _, half, count = self.problem.normal(self.z, fit)
+        hess, _, half, count, scores = self.problem.normal(self.z, fit)
         self.problem.initialise(self.z, fit)
         # the solver's and the checks' small operations too, so that the first update
         # compiles nothing (the state is left as it was)
         self._validity(self._lm(self.z, fit, self.config.iterations)[0].z)
-        self.problem.analyse(self.z, hess, half, count, external_torque=external_torque_rms(fit))
+        self.problem.analyse(self.z, hess, half, count, external_torque=external_torque_rms(fit),
+                             scores=scores)
 
 
 def external_torque_rms(wins):
@@ -378,6 +380,7 @@ def subject_file(template, problem, z, analysis, summary):
         section['weak_directions'] = [{'std': w['std'], 'combination': w['combination']}
                                       for w in analysis.weak]
         section['strength_scale_std'] = analysis.scale_std
+        section['sigma_widening'] = analysis.widening
         section['warnings'] = list(analysis.warnings)
     sf = dataclasses.replace(template, model=model, std=std, identification=section,
                              extra=dict(template.extra))

@@ -78,6 +78,7 @@ BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
                ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
 INERTIA_FLOOR = 0.01    # of the template's smallest principal moment: fits stay above it
 EQUATION_STRIDE = 4     # the robust start's equation error reads every 4th sample (8 ms)
+SCORE_BLOCK = 1.0       # s of consecutive segments whose residuals may correlate (sandwich)
 REPAIR_ROUNDS = 8       # most moves back above the inertia floor per trial point
 EXCITATION_NOISE_WARNING = (
     'muscle 1-sigma values leave out the random error of the EMG envelope (excitation gains '
@@ -150,8 +151,9 @@ class Problem:
         nq, nm = self.template.n_joints, self.template.n_muscles
         count = residuals.nuisance_count(nq, nm, self.shooting)
         weights = residuals.nuisance_weights(nq, nm, self.shooting, z.dtype)
+        block = max(1, int(round(SCORE_BLOCK / (self.segment_steps * self.template.timestep))))
         return residuals.shooting_normal_equations(segments, z, count, weights,
-                                                   self.config.profile)
+                                                   self.config.profile, block)
 
     def data_half_cost(self, z, win):
         r = self.data_residual(z, win)
@@ -193,7 +195,7 @@ class Problem:
             return 'inertia not positive definite'
         return ''
 
-    def analyse(self, z, hess, half_cost, count, external_torque=None):
+    def analyse(self, z, hess, half_cost, count, external_torque=None, scores=None):
         """
         Uncertainty analysis at z (``uncertainty.analyse``) with jitted derivatives.
 
@@ -203,7 +205,8 @@ class Problem:
         zz = jnp.asarray(z, dtype=jnp.float64)
         analysis = uncertainty.analyse(self.space, z, hess, half_cost, count,
                                        self.config.prior_std, external_torque=external_torque,
-                                       jacobian=self._theta_jacobian(zz), scale=self._scale(zz))
+                                       jacobian=self._theta_jacobian(zz), scale=self._scale(zz),
+                                       scores=scores)
         if self.config.excitation_noise > 0:
             analysis.warnings.append(EXCITATION_NOISE_WARNING)
         return analysis
@@ -213,11 +216,16 @@ class Problem:
 
     # ------------------------------------------------------------------ data terms
     def normal(self, z, wins):
-        """Sum (J^T J, J^T r, 0.5 |r|^2, residual count) over windows."""
+        """
+        Sum (J^T J, J^T r, 0.5 |r|^2, residual count, score spread) over windows.
+
+        The score spread is the sandwich covariance's middle (``shooting_normal_equations``).
+        """
         z = jnp.asarray(z, dtype=jnp.float64)
         parts = [self._normal(z, w) for w in _as_list(wins)]
         return (sum(np.asarray(p[0]) for p in parts), sum(np.asarray(p[1]) for p in parts),
-                sum(float(p[2]) for p in parts), sum(int(p[3]) for p in parts))
+                sum(float(p[2]) for p in parts), sum(int(p[3]) for p in parts),
+                sum(np.asarray(p[4]) for p in parts))
 
     def half_cost(self, z, wins):
         """0.5 |r|^2 of the shooting residual summed over windows."""

@@ -154,32 +154,40 @@ def project_out(s, x, weights):
     return out[..., 0] if vec else out
 
 
-def shooting_normal_equations(residual_segments, z, count, weights, profile):
+def shooting_normal_equations(residual_segments, z, count, weights, profile, block=1):
     """
-    (J^T J, J^T r, 0.5 |r|^2, rows) of the (profiled) shooting residual at z.
+    (J^T J, J^T r, 0.5 |r|^2, rows, S) of the (profiled) shooting residual at z.
 
-    With profiling, the Jacobian is projected like the residual (Kaufman's approximation of
-    variable projection), which needs P + C tangents instead of P (C + 1).
+    S = sum over blocks of ``block`` consecutive segments of g g^T, g = J_b^T r_b the
+    block's share of the gradient: the spread of the score for the sandwich covariance,
+    which stays honest when residuals are correlated within a block (a partial last block
+    counts as one).  With profiling, the Jacobian is projected like the residual
+    (Kaufman's approximation of variable projection), which needs P + C tangents instead
+    of P (C + 1).
     """
     p = z.shape[0]
     zero = jnp.zeros(count, dtype=z.dtype)
     if not profile:
-        def flat(zz):
-            r = residual_segments(zz, zero).reshape(-1)
+        def segments(zz):
+            r = residual_segments(zz, zero)
             return r, r
 
-        jac, r = jax.jacfwd(flat, has_aux=True)(z)
-        return jac.T @ jac, jac.T @ r, 0.5 * jnp.sum(r * r), r.shape[0]
+        jz, r = jax.jacfwd(segments, has_aux=True)(z)
+    else:
+        def both(w):
+            r = residual_segments(w[:p], w[p:])
+            return r, r
 
-    def both(w):
-        r = residual_segments(w[:p], w[p:])
-        return r, r
-
-    jac, r = jax.jacfwd(both, has_aux=True)(jnp.concatenate([z, zero]))
-    jz, sens = jac[..., :p], jac[..., p:]
-    r = project_out(sens, r, weights).reshape(-1)
-    jz = project_out(sens, jz, weights).reshape(-1, p)
-    return jz.T @ jz, jz.T @ r, 0.5 * jnp.sum(r * r), r.shape[0]
+        jac, r = jax.jacfwd(both, has_aux=True)(jnp.concatenate([z, zero]))
+        jz, sens = jac[..., :p], jac[..., p:]
+        r = project_out(sens, r, weights)
+        jz = project_out(sens, jz, weights)
+    scores = jnp.einsum('nk,nkp->np', r, jz)
+    pad = (-scores.shape[0]) % block
+    scores = jnp.concatenate([scores, jnp.zeros((pad, p), scores.dtype)])
+    scores = scores.reshape(-1, block, p).sum(axis=1)
+    r, jz = r.reshape(-1), jz.reshape(-1, p)
+    return jz.T @ jz, jz.T @ r, 0.5 * jnp.sum(r * r), r.shape[0], scores.T @ scores
 
 
 @sensitivity.model_part_derivative

@@ -27,6 +27,7 @@ class Analysis:
     scale_std: float                # normalised 1-sigma of the common strength scale
     warnings: list
     samples: int
+    widening: float = 1.0           # largest factor the sandwich estimate widened a 1-sigma
 
 
 def scale_direction(space, z):
@@ -47,13 +48,32 @@ def _combination(vec, labels, top=4):
     return text, terms
 
 
+def sandwich_widening(hess, scores, prior, cov):
+    """
+    Factor (>= 1) per parameter that widens the Gauss-Newton 1-sigma to the sandwich one.
+
+    The sandwich covariance B S B (B the inverse Hessian of the objective, data and prior,
+    S the spread of the blocks' scores) does not assume white residuals: when they are
+    correlated in time, as an EMG envelope's error makes them, or a model mismatch does,
+    it is wider than the Gauss-Newton one, which then understates the uncertainty.
+    """
+    bread = np.linalg.inv(hess + prior)
+    wide = np.diag(bread @ np.asarray(scores, dtype=float) @ bread)
+    narrow = np.clip(np.diag(cov), 1e-300, None)
+    return np.sqrt(np.maximum(1.0, np.clip(wide, 0, None) / narrow))
+
+
 def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
-            weak_threshold=0.05, scale_threshold=0.05, jacobian=None, scale=None):
+            weak_threshold=0.05, scale_threshold=0.05, jacobian=None, scale=None,
+            scores=None, widen_warning=2.0):
     """
     Uncertainties and weak directions at z from the data normal equations J^T J.
 
     ``jacobian`` (d theta / d z) and ``scale`` (``scale_direction``) may be passed in,
-    computed by jitted code; otherwise they are computed here.
+    computed by jitted code; otherwise they are computed here.  With ``scores`` (the score
+    spread of ``shooting_normal_equations``) each 1-sigma is the larger of the Gauss-Newton
+    and the sandwich one (correlations kept), with a warning when that widens any by more
+    than ``widen_warning``.
     """
     hess = np.asarray(hess, dtype=float)
     p = hess.shape[0]
@@ -61,6 +81,8 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     info = hess / s2
     prior = np.eye(p) / prior_std ** 2
     cov = np.linalg.inv(info + prior)
+    widen = np.ones(p) if scores is None else sandwich_widening(hess, scores, prior, cov)
+    cov = cov * np.outer(widen, widen)
     std_z = np.sqrt(np.clip(np.diag(cov), 0, None))
     if jacobian is None:
         jacobian = jax.jacfwd(space.from_z)(jnp.asarray(z, dtype=jnp.float64))
@@ -94,6 +116,12 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     if weak:
         warnings.append(f'{len(weak)} weakly determined parameter combination(s); '
                         'see weak_directions')
+    if widen.max() > widen_warning:
+        warnings.append(
+            'residuals correlated in time (an EMG envelope error or a model mismatch): '
+            f'1-sigma values widened by the sandwich estimate, up to {widen.max():.3g} x '
+            f'(median {np.median(widen):.3g} x)')
     return Analysis(std=np.sqrt(np.clip(np.diag(cov_theta), 0, None)), std_z=std_z,
                     residual_sigma=float(np.sqrt(2.0 * half_cost / max(n, 1))),
-                    weak=weak, scale_std=scale_std, warnings=warnings, samples=n)
+                    weak=weak, scale_std=scale_std, warnings=warnings, samples=n,
+                    widening=float(widen.max()))
