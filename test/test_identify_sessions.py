@@ -114,7 +114,7 @@ def test_offline_mujoco_session_with_exo(elbow, exo_session, exo_identified):
 
 
 def head(recording, seconds):
-    """The first ``seconds`` of a recording."""
+    """Return the first ``seconds`` of a recording."""
     j = recording.joint_t <= recording.joint_t[0] + seconds
     e = recording.emg_t <= recording.emg_t[0] + seconds
     return dataclasses.replace(recording, joint_t=recording.joint_t[j],
@@ -144,8 +144,8 @@ def test_online_from_thirty_percent_spread_at_real_time_pace(elbow, exo_session)
               for theta in history.theta]
     print(f'\nonline from a {start_error:.1f} % start, paced: session time, compute time, '
           'outcome, muscle error')
-    for t, seconds, reason, robust, error in zip(history.time, history.seconds,
-                                                  history.reason, history.robust_start, errors):
+    for t, seconds, reason, robust, error in zip(
+            history.time, history.seconds, history.reason, history.robust_start, errors):
         print(f'  {t:5.1f} s {1e3 * seconds:6.0f} ms{" R" if robust else "  "} {reason:34s} '
               f'{error:7.3f} %')
     assert start_error > 20.0
