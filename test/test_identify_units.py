@@ -325,6 +325,10 @@ def test_online_window_grows_by_chunks_and_robust_starts_rerun(elbow):
              if r.accepted and r.stalled and r.fit_cost > online.WRONG_BASIN * NOISE_LEVEL]
     assert any(counts[i + 1] == counts[i] for i in wrong)     # a retry, not a new chunk
     assert all(starts[i + 1] for i in wrong)
+    # a robust start that lost on the hold-out is not run again at once on the same chunks
+    lost = [i for i, r in enumerate(results[:-1]) if r.robust_start and
+            r.reason == 'did not lower the hold-out error' and counts[i + 1] == counts[i]]
+    assert not any(starts[i + 1] for i in lost)
     # a fit still descending is not judged by its residual: no retry after it
     descending = [i for i, r in enumerate(results[:-1])
                   if r.accepted and not r.stalled and counts[i + 1] == counts[i]]

@@ -213,6 +213,11 @@ class OnlineIdentifier:
         after = self.problem.cost(z_new, hold)
         if not np.isfinite(after) or not after < before:
             self.rejected += 1
+            if robust:
+                # a robust start that lost on the hold-out is not repeated at once: warm
+                # updates go on, and GLOBAL_AFTER rejections in a row bring the next one
+                self.needs_global = False
+                self.rejections_in_row = 0
             self._note_rejection()
             return self._done(UpdateResult(
                 False, 'did not lower the hold-out error', fit_cost, before, after,
