@@ -2,7 +2,7 @@
 
 from diffmsm_ros.identify import online, params, residuals, solvers, uncertainty
 from diffmsm_ros.identify.buffers import GridBuffer
-from diffmsm_ros.identify.online import OnlineIdentifier
+from diffmsm_ros.identify.online import _dummy_window, OnlineIdentifier
 from diffmsm_ros.identify.problem import IdentifyConfig, NOISE_LEVEL, Problem
 import jax.numpy as jnp
 import numpy as np
@@ -268,6 +268,13 @@ def test_raw_emg_models_warn_that_their_muscle_uncertainty_is_a_lower_bound(elbo
         analysis = problem.analyse(np.zeros(space_size), hess, 1.0, 10_000,
                                    external_torque=1.0)
         assert any('lower bounds' in w for w in analysis.warnings) == warned
+    # with the envelope noise measured, its information widens them instead
+    win = _dummy_window(elbow.model, 1500, 200, elbow.model.timestep)
+    analysis = problem.analyse(np.zeros(space_size), hess, 1.0, 10_000, external_torque=1.0,
+                               wins=[win], envelope_noise=np.full(6, 1.3e-3))
+    assert not any('lower bounds' in w for w in analysis.warnings)
+    assert any('random error of the EMG envelope' in w for w in analysis.warnings)
+    assert analysis.envelope_widening > 1.0
 
 
 def test_online_identifier_resets_on_time_jumping_back(elbow):

@@ -3,10 +3,30 @@ Causal raw-EMG processing: band-pass, full-wave rectification, low-pass, MVC sca
 
 The filter keeps its state between chunks (``scipy.signal.sosfilt`` with ``zi``), so a
 stream cut into chunks of any size gives the same envelope as one long array.
+
+It also measures how noisy its envelopes are.  A rectified EMG is the amplitude times a
+random carrier |n(t)|; normalised by the envelope, the carrier's fluctuation has a flat
+spectrum from 0 Hz up to about the EMG bandwidth, of one-sided density S0 (1/Hz, relative
+to the mean squared).  Read in a band above the movement (``NOISE_BAND``), S0 gives the
+envelope's relative error variance S0 * B (B the low-pass's noise bandwidth) and, for
+identification, the error's information cost, which does not depend on the low-pass.
 """
 
 import numpy as np
 from scipy import signal
+from scipy.integrate import trapezoid
+
+NOISE_BAND = (10.0, 100.0)   # Hz: band of the normalised rectified EMG read for S0
+NOISE_SETTLE = 1.0           # s after a reset before samples count towards S0
+NOISE_MIN_SECONDS = 2.0      # s of counted samples before S0 is reported
+
+
+def noise_bandwidth(sos, sample_rate, points=1 << 15):
+    """One-sided noise-equivalent bandwidth (Hz) of a filter, relative to its DC gain."""
+    f, h = signal.sosfreqz(sos, worN=points, fs=sample_rate)
+    power = np.abs(h) ** 2
+    dc = max(power[0], 1e-300)
+    return float(trapezoid(power, f) / dc)
 
 
 def _band(sample_rate, low, high):
@@ -32,6 +52,13 @@ class EnvelopeFilter:
                                       fs=self.sample_rate, output='sos')
         self.sos_low = signal.butter(order, lowpass, btype='lowpass', fs=self.sample_rate,
                                      output='sos')
+        noise_high = min(NOISE_BAND[1], 0.45 * self.sample_rate)
+        self.sos_noise = signal.butter(2, [NOISE_BAND[0], noise_high], btype='bandpass',
+                                       fs=self.sample_rate, output='sos')
+        # the band's noise bandwidth, its own DC gain being 0: integrate |H|^2 directly
+        f, h = signal.sosfreqz(self.sos_noise, worN=1 << 15, fs=self.sample_rate)
+        self.noise_band_width = float(trapezoid(np.abs(h) ** 2, f))
+        self.envelope_bandwidth = noise_bandwidth(self.sos_low, self.sample_rate)
         self.reset()
 
     @property
@@ -50,6 +77,22 @@ class EnvelopeFilter:
         c = self.channels
         self.zi_band = np.zeros((self.sos_band.shape[0], 2, c))
         self.zi_low = np.zeros((self.sos_low.shape[0], 2, c))
+        self.zi_noise = np.zeros((self.sos_noise.shape[0], 2, c))
+        self.settle = int(round(NOISE_SETTLE * self.sample_rate))
+        self.noise_sum = np.zeros(c)
+        self.noise_count = np.zeros(c)
+
+    @property
+    def noise_density(self):
+        """
+        Relative one-sided noise density S0 (1/Hz) of the rectified EMG per channel.
+
+        NaN for a channel until ``NOISE_MIN_SECONDS`` of active samples have been read.
+        The envelope's relative error variance is ``S0 * envelope_bandwidth``.
+        """
+        enough = self.noise_count >= NOISE_MIN_SECONDS * self.sample_rate
+        mean = self.noise_sum / np.maximum(self.noise_count, 1.0)
+        return np.where(enough, mean / self.noise_band_width, np.nan)
 
     def process(self, chunk):
         """Envelope [S, C] (fraction of MVC, >= 0) of a raw chunk [S, C] in volts."""
@@ -58,5 +101,19 @@ class EnvelopeFilter:
             raise ValueError(f'expected a chunk of shape [samples, {self.channels}], '
                              f'got {chunk.shape}')
         band, self.zi_band = signal.sosfilt(self.sos_band, chunk, axis=0, zi=self.zi_band)
-        env, self.zi_low = signal.sosfilt(self.sos_low, np.abs(band), axis=0, zi=self.zi_low)
+        rectified = np.abs(band)
+        env, self.zi_low = signal.sosfilt(self.sos_low, rectified, axis=0, zi=self.zi_low)
+        self._measure_noise(rectified, env)
         return np.maximum(env, 0.0) / self.mvc[None, :]
+
+    def _measure_noise(self, rectified, env):
+        """Accumulate the carrier's fluctuation in ``NOISE_BAND`` relative to the envelope."""
+        level = np.maximum(env, 0.0)
+        floor = 1e-3 * self.mvc[None, :]          # below 0.1 % MVC there is no carrier to read
+        ratio = np.where(level > floor, rectified / np.maximum(level, floor), 1.0)
+        hf, self.zi_noise = signal.sosfilt(self.sos_noise, ratio, axis=0, zi=self.zi_noise)
+        skip = min(self.settle, hf.shape[0])
+        self.settle -= skip
+        counted = (level > floor)[skip:]
+        self.noise_sum += np.sum(np.where(counted, hf[skip:] ** 2, 0.0), axis=0)
+        self.noise_count += np.sum(counted, axis=0)

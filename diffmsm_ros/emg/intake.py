@@ -45,6 +45,18 @@ class EmgIntake:
         """How late the excitations are because of the envelope filter (s)."""
         return self.filter.delay if self.filter is not None else 0.0
 
+    @property
+    def noise_density(self):
+        """
+        Envelope noise density S0 per muscle (1/Hz) measured on raw EMG, else None.
+
+        None too until every muscle's channel has been read long enough.
+        """
+        if self.filter is None:
+            return None
+        density = self.filter.noise_density[self.index]
+        return density if np.all(np.isfinite(density)) else None
+
     def reset(self):
         self.next_time = None
         self.recent = []

@@ -31,12 +31,14 @@ class History:
     robust_start: list = dataclasses.field(default_factory=list)
 
 
-def excitations_from_recording(recording, values, muscle_names):
+def excitations_from_recording(recording, values, muscle_names, with_noise=False):
     """
     Muscle excitations [S, nm] and their times [S] (node's processing).
 
     Raw EMG is filtered causally; envelope times are moved back by the low-pass group delay
     (the lag the filter adds), so identification sees excitations where they happened.
+    With ``with_noise`` a third item is the envelope noise density per muscle (1/Hz,
+    ``EmgIntake.noise_density``; None for envelope EMG).
     """
     intake = EmgIntake(values, muscle_names)
     emg = np.asarray(recording.emg, dtype=float)
@@ -47,7 +49,10 @@ def excitations_from_recording(recording, values, muscle_names):
     if intake.filter is not None:
         emg = intake.filter.process(emg)
     times = np.asarray(recording.emg_t, dtype=float) - intake.lag
-    return np.clip(emg[:, intake.index], 0.0, 1.0), times
+    excitations = np.clip(emg[:, intake.index], 0.0, 1.0)
+    if with_noise:
+        return excitations, times, intake.noise_density
+    return excitations, times
 
 
 class Progress:
@@ -187,8 +192,10 @@ def identify_recording(template, recording, values, progress=True, final_window=
         config = dataclasses.replace(config, window=config.chunk or config.window, chunk=0.0)
         period = max(config.period, config.window - config.holdout)
     model = template.model
-    excitations, emg_t = excitations_from_recording(recording, values, model.muscle_names)
+    excitations, emg_t, envelope_noise = excitations_from_recording(
+        recording, values, model.muscle_names, with_noise=True)
     ident = OnlineIdentifier(template, config)
+    ident.envelope_noise = envelope_noise
     duration = max(recording.joint_t[-1], recording.emg_t[-1]) - min(
         recording.joint_t[0], recording.emg_t[0])
     bar = Progress(duration, enabled=progress)
@@ -207,7 +214,7 @@ def identify_recording(template, recording, values, progress=True, final_window=
         z, costs = problem.fit(ident.z, wins, valid=lambda zz: not problem.unphysical(zz))
     hess, _, half, count, scores = problem.normal(z, wins)
     analysis = problem.analyse(z, hess, half, count, external_torque=external_torque_rms(wins),
-                               scores=scores)
+                               scores=scores, wins=wins, envelope_noise=envelope_noise)
     summary = dict(ident.identification_summary())
     summary.update({'window': float(grid[-1] - grid[0]), 'final_fit_iterations': len(costs) - 1,
                     'final_fit_seconds': time.monotonic() - started,

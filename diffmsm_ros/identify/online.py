@@ -83,6 +83,9 @@ class OnlineIdentifier:
         self.last_analysis = None
         self.last_result = None
         self.last_time = {}
+        # raw EMG: the envelope filter's noise density S0 per muscle (1/Hz), set by whoever
+        # filters the EMG; it widens the 1-sigma values to what the envelope allows
+        self.envelope_noise = None
 
     # ------------------------------------------------------------------ input
     def _check_time(self, stream, t):
@@ -232,9 +235,9 @@ class OnlineIdentifier:
         self.retries += int(self.needs_global)
         self.rejections_in_row = 0
         hess, _, half, count, scores = self.problem.normal(self.z, fit)
-        self.last_analysis = self.problem.analyse(self.z, hess, half, count,
-                                                  external_torque=external_torque_rms(fit),
-                                                  scores=scores)
+        self.last_analysis = self.problem.analyse(
+            self.z, hess, half, count, external_torque=external_torque_rms(fit), scores=scores,
+            wins=fit, envelope_noise=self.envelope_noise)
         return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
                                        data_time=data_time, robust_start=robust,
                                        stalled=stalled), started)
@@ -295,10 +298,14 @@ class OnlineIdentifier:
                             dict(self.identification_summary(), **(extra_identification or {})))
 
     def identification_summary(self):
-        return {'window': self.config.window,
-                'chunk': self.config.chunk or self.config.window, 'period': self.config.period,
-                'holdout': self.config.holdout, 'accepted_updates': self.accepted,
-                'rejected_updates': self.rejected, 'buffer_resets': self.resets}
+        summary = {'window': self.config.window,
+                   'chunk': self.config.chunk or self.config.window,
+                   'period': self.config.period, 'holdout': self.config.holdout,
+                   'accepted_updates': self.accepted, 'rejected_updates': self.rejected,
+                   'buffer_resets': self.resets}
+        if self.envelope_noise is not None:
+            summary['envelope_noise_density'] = [float(v) for v in self.envelope_noise]
+        return summary
 
     @property
     def fit_span(self):
@@ -322,8 +329,10 @@ class OnlineIdentifier:
         # the solver's and the checks' small operations too, so that the first update
         # compiles nothing (the state is left as it was)
         self._validity(self._lm(self.z, fit, self.config.iterations)[0].z)
+        # raw EMG: the envelope-noise information too, on a stand-in density
+        density = np.full(self.nm, 1e-3) if self.config.excitation_noise > 0 else None
         self.problem.analyse(self.z, hess, half, count, external_torque=external_torque_rms(fit),
-                             scores=scores)
+                             scores=scores, wins=fit, envelope_noise=density)
 
 
 def external_torque_rms(wins):
@@ -386,6 +395,7 @@ def subject_file(template, problem, z, analysis, summary):
                                       for w in analysis.weak]
         section['strength_scale_std'] = analysis.scale_std
         section['sigma_widening'] = analysis.widening
+        section['sigma_envelope_widening'] = analysis.envelope_widening
         section['warnings'] = list(analysis.warnings)
     sf = dataclasses.replace(template, model=model, std=std, identification=section,
                              extra=dict(template.extra))

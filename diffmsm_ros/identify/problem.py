@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import math
 
-from diffmsm_ros.identify import params, residuals, solvers, uncertainty
+from diffmsm_ros.identify import envelope_information, params, residuals, solvers, uncertainty
 from diffmsm_ros.model.skeleton import inertia_matrix as skeleton_inertia_matrix
 import jax
 import jax.numpy as jnp
@@ -82,8 +82,8 @@ SCORE_BLOCK = 1.0       # s of consecutive segments whose residuals may correlat
 REPAIR_ROUNDS = 8       # most moves back above the inertia floor per trial point
 EXCITATION_NOISE_WARNING = (
     'muscle 1-sigma values leave out the random error of the EMG envelope (excitation gains '
-    'profiled, as for raw EMG): on a simulated 60 s raw-EMG session most were 2-8 times too '
-    'small; read them as lower bounds')
+    'profiled, as for raw EMG, but the envelope noise was not measured): on a simulated 60 s '
+    'raw-EMG session most were 2-8 times too small; read them as lower bounds')
 ESCAPES = (0.67, 1.5)   # first-moment scales that kick solve's best fit out of a valley
 
 
@@ -128,6 +128,8 @@ class Problem:
         self._theta_jacobian = jax.jit(jax.jacfwd(self.space.from_z))
         self._scale = jax.jit(functools.partial(uncertainty.scale_direction, self.space))
         self._inertials = jax.jit(self._inertials_at)
+        self._envelope_info = jax.jit(functools.partial(
+            envelope_information.information, self.model_at, stride=EQUATION_STRIDE))
         self._segment_coordinates = np.flatnonzero(
             self.space.mask(lambda e: e.section == 'segments'))
         moments, _ = self._principal_moments(
@@ -195,21 +197,43 @@ class Problem:
             return 'inertia not positive definite'
         return ''
 
-    def analyse(self, z, hess, half_cost, count, external_torque=None, scores=None):
+    def analyse(self, z, hess, half_cost, count, external_torque=None, scores=None,
+                wins=None, envelope_noise=None):
         """
         Uncertainty analysis at z (``uncertainty.analyse``) with jitted derivatives.
 
-        With profiled excitation gains (raw EMG) it warns that the 1-sigma values leave out
-        the envelope's random error.
+        With raw EMG, ``envelope_noise`` (S0 per muscle, 1/Hz, measured by the envelope
+        filter) and the windows ``wins`` add the information the envelope's random error
+        leaves (``envelope_information``), which then bounds every 1-sigma from below.
+        With profiled excitation gains but no measured envelope noise it warns that the
+        1-sigma values leave that error out.
         """
         zz = jnp.asarray(z, dtype=jnp.float64)
+        input_info = None
+        if envelope_noise is not None and wins is not None:
+            input_info = self.envelope_information(zz, wins, envelope_noise)
         analysis = uncertainty.analyse(self.space, z, hess, half_cost, count,
                                        self.config.prior_std, external_torque=external_torque,
                                        jacobian=self._theta_jacobian(zz), scale=self._scale(zz),
-                                       scores=scores)
-        if self.config.excitation_noise > 0:
+                                       scores=scores, input_info=input_info)
+        if self.config.excitation_noise > 0 and input_info is None:
             analysis.warnings.append(EXCITATION_NOISE_WARNING)
         return analysis
+
+    def envelope_information(self, z, wins, density):
+        """
+        Information [P, P] the windows hold when the envelope error is the noise.
+
+        ``density`` is S0 per muscle (1/Hz); None if it is not finite and positive.
+        """
+        from diffmsm_ros.identify.decompose import smoothed_acceleration
+        density = np.asarray(density, dtype=float)
+        if (density.shape != (self.template.n_muscles,) or not np.all(np.isfinite(density))
+                or np.any(density <= 0)):
+            return None
+        zz = jnp.asarray(z, dtype=jnp.float64)
+        return sum(np.asarray(self._envelope_info(zz, w, smoothed_acceleration(w), density))
+                   for w in _as_list(wins))
 
     def _prior(self, z_prior):
         return np.zeros(self.space.size) if z_prior is None else np.asarray(z_prior, float)

@@ -7,6 +7,9 @@ the posterior covariance; 1-sigma values are mapped back to SI.  Directions in w
 data alone leave a large spread are reported as weakly determined combinations, named by
 their largest components; the strength scale (all forces and inertias together) is checked
 by name because it is the classic one (not identifiable without a known external torque).
+With raw EMG the envelope's random error, not the encoders, limits what the data determine:
+its information (``envelope_information``) then bounds each 1-sigma from below and is the
+one the weak directions and the strength scale are read from.
 """
 
 import dataclasses
@@ -28,6 +31,7 @@ class Analysis:
     warnings: list
     samples: int
     widening: float = 1.0           # largest factor the sandwich estimate widened a 1-sigma
+    envelope_widening: float = 1.0  # largest factor the envelope's error widened a 1-sigma
 
 
 def scale_direction(space, z):
@@ -65,7 +69,7 @@ def sandwich_widening(hess, scores, prior, cov):
 
 def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
             weak_threshold=0.05, scale_threshold=0.05, jacobian=None, scale=None,
-            scores=None, widen_warning=2.0):
+            scores=None, widen_warning=2.0, input_info=None):
     """
     Uncertainties and weak directions at z from the data normal equations J^T J.
 
@@ -73,7 +77,10 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     computed by jitted code; otherwise they are computed here.  With ``scores`` (the score
     spread of ``shooting_normal_equations``) each 1-sigma is the larger of the Gauss-Newton
     and the sandwich one (correlations kept), with a warning when that widens any by more
-    than ``widen_warning``.
+    than ``widen_warning``.  With ``input_info`` (the information the EMG envelope's error
+    leaves, same units as J^T J / s^2) each 1-sigma is at least the spread that information
+    allows any estimate (its Cramer-Rao bound, prior left out), and the weak directions and
+    the strength scale are read from it.
     """
     hess = np.asarray(hess, dtype=float)
     p = hess.shape[0]
@@ -82,7 +89,17 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     prior = np.eye(p) / prior_std ** 2
     cov = np.linalg.inv(info + prior)
     widen = np.ones(p) if scores is None else sandwich_widening(hess, scores, prior, cov)
-    cov = cov * np.outer(widen, widen)
+    envelope = np.ones(p)
+    if input_info is not None:
+        input_info = np.asarray(input_info, dtype=float)
+        # the data's spread alone (the fit weights the encoders far above the prior, so an
+        # estimate scatters as the envelope's information says), at most the prior's
+        floor = 1e-12 * max(np.trace(input_info) / p, 1e-300)
+        wide = np.diag(np.linalg.pinv(input_info + floor * np.eye(p), hermitian=True))
+        wide = np.minimum(wide, prior_std ** 2)
+        envelope = np.sqrt(np.maximum(1.0, wide / np.clip(np.diag(cov), 1e-300, None)))
+        info = input_info
+    cov = cov * np.outer(np.maximum(widen, envelope), np.maximum(widen, envelope))
     std_z = np.sqrt(np.clip(np.diag(cov), 0, None))
     if jacobian is None:
         jacobian = jax.jacfwd(space.from_z)(jnp.asarray(z, dtype=jnp.float64))
@@ -116,6 +133,11 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     if weak:
         warnings.append(f'{len(weak)} weakly determined parameter combination(s); '
                         'see weak_directions')
+    if input_info is not None:
+        warnings.append(
+            'raw EMG: 1-sigma values include the random error of the EMG envelope, which '
+            f'widens them up to {envelope.max():.3g} x (median {np.median(envelope):.3g} x) '
+            'beyond what the encoders alone would allow')
     if widen.max() > widen_warning:
         warnings.append(
             'residuals correlated in time (an EMG envelope error or a model mismatch): '
@@ -124,4 +146,4 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     return Analysis(std=np.sqrt(np.clip(np.diag(cov_theta), 0, None)), std_z=std_z,
                     residual_sigma=float(np.sqrt(2.0 * half_cost / max(n, 1))),
                     weak=weak, scale_std=scale_std, warnings=warnings, samples=n,
-                    widening=float(widen.max()))
+                    widening=float(widen.max()), envelope_widening=float(envelope.max()))

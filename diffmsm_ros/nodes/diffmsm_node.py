@@ -321,7 +321,7 @@ class DiffMsmNode(Node):
                     BACKWARD_TOLERANCE:
                 self.torque.reset()
             self.torque.add_excitations(u)
-            self.worker.put_excitations(times - self.intake.lag, u)
+            self.worker.put_excitations(times - self.intake.lag, u, self.intake.noise_density)
             self.last_emg_time = float(times[-1])
 
     def _restart_streams(self):

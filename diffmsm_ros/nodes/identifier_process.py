@@ -184,8 +184,8 @@ class IdentifierProcess:
     def put_encoders(self, t, q, qd, tau):
         self._add(('enc', t, q, qd, tau))
 
-    def put_excitations(self, t, u):
-        self._add(('emg', t, u))
+    def put_excitations(self, t, u, envelope_noise=None):
+        self._add(('emg', t, u, envelope_noise))
 
     def reset(self):
         with self._lock:

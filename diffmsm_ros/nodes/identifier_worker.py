@@ -66,8 +66,9 @@ class IdentifierWorker:
         self._put(('enc', t, q, qd, tau))
         self._wake.set()
 
-    def put_excitations(self, t, u):
-        self._put(('emg', t, u))
+    def put_excitations(self, t, u, envelope_noise=None):
+        """Excitations at times t; ``envelope_noise``: raw EMG's S0 per muscle, if measured."""
+        self._put(('emg', t, u, envelope_noise))
 
     def reset(self):
         """Back to the template, buffers cleared (done on the worker thread)."""
@@ -121,7 +122,9 @@ class IdentifierWorker:
                 self.ident.add_encoders(*item[1:])
                 self._newest = item[1]
             else:
-                self.ident.add_excitations(*item[1:])
+                self.ident.add_excitations(item[1], item[2])
+                if item[3] is not None:
+                    self.ident.envelope_noise = item[3]
         if self.ident.resets != resets:
             self._next_update = None
         if self._newest is None:
