@@ -119,3 +119,18 @@ def test_model_loader_on_corrupted_template(elbow, path, value):
     # accepted: then every number in it is finite and within its bounds
     modelfile.check_bounds(sf)
     assert np.all(np.isfinite(np.asarray(sf.model.muscles.max_isometric_force)))
+
+
+def test_raw_emg_read_as_an_envelope_is_refused_offline(elbow):
+    # a raw bag identified without emg.kind: raw would fit muscles to volts of a carrier
+    import types
+    from diffmsm_ros.identify import offline
+    rng = np.random.default_rng(0)
+    raw = 1e-3 * rng.standard_normal((4000, 6))
+    recording = types.SimpleNamespace(emg=raw, emg_t=np.arange(4000) / 2000.0)
+    values = settings.defaults()
+    with pytest.raises(settings.SettingsError, match='looks like raw EMG'):
+        offline.excitations_from_recording(recording, values, elbow.model.muscle_names)
+    envelope = types.SimpleNamespace(emg=np.abs(raw) * 100, emg_t=recording.emg_t)
+    u, _ = offline.excitations_from_recording(envelope, values, elbow.model.muscle_names)
+    assert u.shape == (4000, 6)

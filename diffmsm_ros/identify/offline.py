@@ -31,6 +31,9 @@ class History:
     robust_start: list = dataclasses.field(default_factory=list)
 
 
+RAW_LOOKING = 0.3   # share of negative samples above which "envelope" EMG is raw
+
+
 def excitations_from_recording(recording, values, muscle_names, with_noise=False):
     """
     Muscle excitations [S, nm] and their times [S] (node's processing).
@@ -48,6 +51,10 @@ def excitations_from_recording(recording, values, muscle_names, with_noise=False
             f'{intake.channels}')
     if intake.filter is not None:
         emg = intake.filter.process(emg)
+    elif emg.size and np.mean(emg < 0) > RAW_LOOKING:
+        raise settings_mod.SettingsError(
+            f'{100 * np.mean(emg < 0):.0f} % of the EMG samples are negative: this looks like '
+            'raw EMG; set emg.kind: raw, emg.sample_rate and emg.mvc in a params file')
     times = np.asarray(recording.emg_t, dtype=float) - intake.lag
     excitations = np.clip(emg[:, intake.index], 0.0, 1.0)
     if with_noise:
