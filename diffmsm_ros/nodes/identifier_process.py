@@ -12,6 +12,7 @@ import functools
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -41,6 +42,9 @@ def _release_free_memory():
 
 def _child(template_spec, config, inbox, outbox):
     """Child process: run an IdentifierWorker fed from ``inbox``."""
+    # Ctrl-C reaches the whole process group: the parent stops the child ('stop'), so the
+    # child must not die of it mid-update with a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # background work: lower priority and one XLA thread, so the torque path keeps a core
     try:
         os.nice(CHILD_NICENESS)
