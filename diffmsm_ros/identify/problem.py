@@ -224,7 +224,8 @@ class Problem:
         """
         Information [P, P] the windows hold when the envelope error is the noise.
 
-        ``density`` is S0 per muscle (1/Hz); None if it is not finite and positive.
+        ``density`` is S0 per muscle (1/Hz); returns None unless it holds one finite,
+        positive value per muscle.
         """
         from diffmsm_ros.identify.decompose import smoothed_acceleration
         density = np.asarray(density, dtype=float)

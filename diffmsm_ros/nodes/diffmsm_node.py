@@ -199,7 +199,14 @@ class DiffMsmNode(Node):
             self.get_logger().warning(f'{kind}: {reason} (message ignored)')
 
     def _log_error(self, text):
-        self.get_logger().error(text)
+        self._log('error', text)
+
+    def _log(self, level, text):
+        """Log through ROS, or to stderr once the context is shut down (Ctrl-C, stopping)."""
+        if self.context.ok():
+            getattr(self.get_logger(), level)(text)
+        else:
+            print(f'[{level.upper()}] [diffmsm]: {text}', file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ callbacks
     def _on_emg_array(self, msg, info):
@@ -340,7 +347,8 @@ class DiffMsmNode(Node):
     def _on_result(self, result):
         self.last_result = result
         kind = 'accepted' if result.accepted else 'rejected'
-        self.get_logger().info(
+        self._log(
+            'info',
             f'update {kind} ({result.reason}) at {result.data_time:.1f} s: fit '
             f'{result.fit_cost:.3g}, hold-out {result.holdout_before:.3g} -> '
             f'{result.holdout_after:.3g}, {result.seconds * 1e3:.0f} ms')
@@ -349,7 +357,8 @@ class DiffMsmNode(Node):
         """Swap in an accepted model (called on the identifier receiver thread)."""
         self.torque.set_model(model)
         self.model_yaml = text
-        self._publish_model(text)
+        if self.context.ok():       # a model accepted while stopping is still saved
+            self._publish_model(text)
         if self.values['model.save_on_update']:
             self._save(text)
 
@@ -362,7 +371,7 @@ class DiffMsmNode(Node):
             modelfile.write_text_atomic(path, text)
             return True, path
         except OSError as err:
-            self.get_logger().error(f'cannot save the model to {path}: {err}')
+            self._log('error', f'cannot save the model to {path}: {err}')
             return False, f'cannot save to {path}: {err}'
 
     # ------------------------------------------------------------------ services
