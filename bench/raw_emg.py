@@ -5,10 +5,11 @@ The 60 s MuJoCo exoskeleton session of the suite, with raw EMG at 2 kHz synthesi
 its excitations (a 20-450 Hz carrier) and filtered as the node filters it.  For each draw
 of the carrier: the envelope noise the filter measures (S0 x its bandwidth) against the
 envelope's actual error, a multi-start solve from the template on all 60 s, its mean muscle
-error, and how many muscle parameters lie beyond 2 reported sigma.  Then, per muscle
-parameter, the Cramer-Rao 1-sigma at the truth (the envelope noise's information, prior
-left out) against the RMS error over the draws, and the session the bound needs for a
-mean 1-sigma of 5 %.
+error, how many muscle parameters lie beyond 2 reported sigma, and the muscle torque RMSE
+of the fitted model along the MuJoCo run (its true activations) against the template's.
+Then, per muscle parameter, the Cramer-Rao 1-sigma at the truth (the envelope noise's
+information, prior left out) against the RMS error over the draws, and the session the
+bound needs for a mean 1-sigma of 5 %.
 
     python bench/raw_emg.py [--draws 5 6 7 8 9 10]
 """
@@ -43,7 +44,13 @@ def main():
 
     elbow = templates.resolve('elbow')
     xml = templates.myo_sim_path(ELBOW_XML[len('myo_sim:'):])
-    truth, session, _, recording = sessions.simulate(elbow, xml, sessions.SESSION)
+    from diffmsm_ros.session.mujoco_sim import model_along_run
+    truth, session, run, recording = sessions.simulate(elbow, xml, sessions.SESSION)
+
+    def torque_rmse(model):
+        torque, _ = model_along_run(model, run)
+        return 100 * sessions.rms(torque - run.tau_muscle) / sessions.rms(run.tau_muscle)
+
     values = sessions.envelope_values(elbow.model)
     mvc = raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)
     values.update({'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
@@ -56,8 +63,9 @@ def main():
     z_truth = np.asarray(space.to_z(jnp.asarray(truth_theta)))
     labels = [label for label, m in zip(space.labels(), muscles) if m]
 
+    print(f'muscle torque RMSE of the template along the run: {torque_rmse(elbow.model):.2f} %')
     print('draw  envelope error rms (measured / actual)  solve s  mean error  '
-          'median 1-sigma  beyond 2 sigma')
+          'median 1-sigma  beyond 2 sigma  torque RMSE')
     errors, bounds = [], None
     for draw in args.draws:
         raw, t = raw_emg.synthesize(session.t, session.u, record.RAW_RATE,
@@ -94,7 +102,8 @@ def main():
         print(f'{draw:4d}  {100 * measured:6.2f} % / {100 * actual:6.2f} %'
               f'{"":22s}{seconds:6.0f}  {np.mean(np.abs(err)):8.2f} %  '
               f'{np.median(sigma):10.2f} %  {int(np.sum(np.abs(err) > 2 * sigma)):6d} of '
-              f'{len(err)}', flush=True)
+              f'{len(err)}  {torque_rmse(problem.model_of(jnp.asarray(z))):9.2f} %',
+              flush=True)
     errors = np.asarray(errors)
     rms = np.sqrt(np.mean(errors ** 2, axis=0))
     print('\nparameter                            Cramer-Rao 1-sigma   RMS error over draws')
