@@ -106,3 +106,18 @@ def test_envelope_information_matches_the_spread_of_estimates(elbow):
     bound = np.diag(np.linalg.inv(info))
     print('estimate variance / Cramer-Rao bound:', np.round(spread / bound, 3))
     np.testing.assert_allclose(spread / bound, 1.0, rtol=0.3)
+
+
+def test_node_diagnostics_report_the_envelope_error():
+    from diffmsm_ros.nodes.diffmsm_node import _envelope_error_stats
+    assert _envelope_error_stats(None) == {}
+    filt = EnvelopeFilter(RATE, [1e-3, 1e-3])
+    assert np.isnan(_envelope_error_stats(filt)['emg_envelope_error_pct_max'])
+    rng = np.random.default_rng(1)
+    t = np.arange(0.0, 10.0, 0.001)
+    raw, _ = raw_emg.synthesize(t, np.full((len(t), 2), 0.3), RATE, rng, 1e-3)
+    filt.process(raw)
+    stats = _envelope_error_stats(filt)
+    # a 20-450 Hz carrier through the default 6 Hz low-pass: about 9 % (README)
+    assert 7.5 < stats['emg_envelope_error_pct_median'] <= stats['emg_envelope_error_pct_max']
+    assert stats['emg_envelope_error_pct_max'] < 11.0

@@ -477,7 +477,8 @@ class DiffMsmNode(Node):
             bad_joint_states=self.counts['bad_joint_states'], bad_emg=self.counts['bad_emg'],
             time_jumps=self.counts['time_jumps'], emg_clipped=self.intake.clipped,
             **self.bad_codes,
-            emg_clock_anchors=self.intake.anchors, **_offset_stats(self.intake.offsets))))
+            emg_clock_anchors=self.intake.anchors, **_offset_stats(self.intake.offsets),
+            **_envelope_error_stats(self.intake.filter))))
         lat = np.asarray(self.latency, dtype=float) * 1e3
         pct = (np.percentile(lat, [50, 99]).tolist() + [float(lat.max())]) if lat.size \
             else [float('nan')] * 3
@@ -546,6 +547,19 @@ def _offset_stats(offsets):
     return {'emg_receipt_lag_ms_min': float(values.min()),
             'emg_receipt_lag_ms_p50': float(np.median(values)),
             'emg_receipt_lag_ms_max': float(values.max())}
+
+
+def _envelope_error_stats(envelope_filter):
+    """Raw EMG: the envelope's random error (% RMS) the filter measures, over channels."""
+    if envelope_filter is None:
+        return {}
+    error = 100 * np.sqrt(envelope_filter.noise_density * envelope_filter.envelope_bandwidth)
+    known = error[np.isfinite(error)]
+    if not known.size:
+        return {'emg_envelope_error_pct_median': float('nan'),
+                'emg_envelope_error_pct_max': float('nan')}
+    return {'emg_envelope_error_pct_median': float(np.median(known)),
+            'emg_envelope_error_pct_max': float(known.max())}
 
 
 def main(args=None):
