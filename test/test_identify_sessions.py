@@ -262,7 +262,8 @@ def test_cli_simulate_then_identify(tmp_path, elbow):
     out, report = tmp_path / 'M.yaml', tmp_path / 'report'
     started = time.monotonic()
     done = diffmsm('identify', session / 'bag', '--template', 'elbow', '--out', out,
-                   '--report', report, '--truth', session / 'truth.yaml', '--quiet')
+                   '--report', report, '--truth', session / 'truth.yaml', '--quiet',
+                   '--params-file', session / 'params.yaml')
     seconds = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     model, truth = modelfile.load(out), modelfile.load(session / 'truth.yaml')
@@ -280,6 +281,24 @@ def test_cli_simulate_then_identify(tmp_path, elbow):
     summary = (report / 'summary.md').read_text()
     assert 'error_percent' in summary
     assert all(f'{m}.{f}' in summary for m in elbow.model.muscle_names for f in MUSCLE_FIELDS)
+
+
+@pytest.mark.slow
+def test_cli_simulate_raw_writes_the_settings_that_read_it(tmp_path, elbow):
+    session = tmp_path / 'raw'
+    done = diffmsm('simulate', '--out', session, '--duration', 3, '--emg', 'raw')
+    assert done.returncode == 0, done.stderr
+    assert str(session / 'params.yaml') in done.stdout
+    values = settings.load_file(str(session / 'params.yaml'))
+    truth = modelfile.load(session / 'truth.yaml')
+    emg = truth.extra['session']['emg']
+    assert values['emg.kind'] == 'raw' and values['emg.sample_rate'] == record.RAW_RATE
+    assert values['emg.mvc'] == emg['mvc'] and values['emg.channels'] == emg['channels']
+    # and identify refuses the bag without them instead of fitting volts as an envelope
+    done = diffmsm('identify', session / 'bag', '--template', 'elbow', '--out',
+                   tmp_path / 'M.yaml', '--quiet')
+    assert done.returncode != 0 and 'looks like raw EMG' in done.stderr
+    assert not (tmp_path / 'M.yaml').exists()
 
 
 @pytest.mark.slow

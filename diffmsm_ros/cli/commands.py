@@ -36,6 +36,8 @@ def simulate(args):
     except (ValueError, FileExistsError) as err:
         raise UserError(str(err)) from None
     print_session_summary(template, session, bag, time.monotonic() - started)
+    params = os.path.join(os.path.dirname(bag), 'params.yaml')
+    print(f'EMG settings: {params} (diffmsm identify {bag} --params-file {params} ...)')
 
 
 def print_session_summary(template, session, bag, seconds):

@@ -5,6 +5,7 @@ import os
 from diffmsm_ros.files import bags, modelfile
 from diffmsm_ros.session import raw_emg, subjects, synth
 import numpy as np
+import yaml
 
 T0_NS = 1_700_000_000 * 1_000_000_000   # sessions start at a fixed wall-clock epoch
 EMG_MESSAGE_RATE = 100.0                 # EMG chunks per second
@@ -39,7 +40,12 @@ def session_messages(model, session, emg='envelope', raw=None, noise=0.0, rng=No
 
 def record(template, out_dir, duration=60.0, seed=0, perturb=0.1, emg='envelope',
            storage='mcap', noise=0.0):
-    """Simulate a hidden subject and write ``out_dir/bag`` and ``out_dir/truth.yaml``."""
+    """
+    Simulate a hidden subject; write ``out_dir/bag``, ``truth.yaml`` and ``params.yaml``.
+
+    ``params.yaml`` holds the node settings that read the bag's EMG (kind, rate, channels,
+    MVC), for ``diffmsm identify --params-file`` and ``diffmsm run``.
+    """
     if emg not in ('envelope', 'raw'):
         raise ValueError(f'--emg must be envelope or raw, got {emg!r}')
     if duration <= 0:
@@ -67,7 +73,19 @@ def record(template, out_dir, duration=60.0, seed=0, perturb=0.1, emg='envelope'
         'exo_controller': 'PD + gravity compensation (template model)',
         'template': template.model.name}
     modelfile.save_atomic(truth, os.path.join(out_dir, 'truth.yaml'))
+    write_params(os.path.join(out_dir, 'params.yaml'), truth.extra['session']['emg'])
     return bag_path, session
+
+
+def write_params(path, emg):
+    """Write a node parameters file with the EMG settings of a simulated session."""
+    tree = {'diffmsm': {'ros__parameters': {'emg': {
+        'kind': emg['kind'], 'sample_rate': float(emg['sample_rate']),
+        'channels': list(emg['channels']), 'mvc': [float(v) for v in emg['mvc']]}}}}
+    with open(path, 'w') as f:
+        f.write("# Node settings that read this session's EMG (diffmsm identify --params-file,\n"
+                '# diffmsm run --params-file); everything else keeps its default.\n')
+        yaml.safe_dump(tree, f, sort_keys=False)
 
 
 def recording_from_session(session, with_velocity=True):
