@@ -29,7 +29,7 @@ demo: venv
 	$(BIN)/diffmsm demo
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 
 lint: venv
 	$(BIN)/python -m pytest -q test/test_flake8.py test/test_pep257.py
