@@ -36,7 +36,7 @@ def test_envelope_noise_density_predicts_the_envelope_error(band, low, high):
     # a narrower EMG band means fewer independent carrier cycles and a noisier envelope;
     # the filter measures it from the rectified signal, without knowing the band.  A
     # narrow carrier's rectified spectrum already falls inside the measuring band, so its
-    # noise reads up to ~15 % low (documented in the README)
+    # noise variance reads about 20 % low, 10 % in RMS (documented in the README)
     density, width, actual = _envelope_error(band, 3)
     predicted = density * width
     print(f'band {band}: S0 {density} 1/Hz, predicted variance {predicted}, actual {actual}')
