@@ -22,11 +22,9 @@ NOISE_MIN_SECONDS = 2.0      # s of counted samples before S0 is reported
 
 
 def noise_bandwidth(sos, sample_rate, points=1 << 15):
-    """One-sided noise-equivalent bandwidth (Hz) of a filter, relative to its DC gain."""
+    """One-sided noise-equivalent bandwidth (Hz) of a filter of unit passband gain."""
     f, h = signal.sosfreqz(sos, worN=points, fs=sample_rate)
-    power = np.abs(h) ** 2
-    dc = max(power[0], 1e-300)
-    return float(trapezoid(power, f) / dc)
+    return float(trapezoid(np.abs(h) ** 2, f))
 
 
 def _band(sample_rate, low, high):
@@ -55,9 +53,7 @@ class EnvelopeFilter:
         noise_high = min(NOISE_BAND[1], 0.45 * self.sample_rate)
         self.sos_noise = signal.butter(2, [NOISE_BAND[0], noise_high], btype='bandpass',
                                        fs=self.sample_rate, output='sos')
-        # the band's noise bandwidth, its own DC gain being 0: integrate |H|^2 directly
-        f, h = signal.sosfreqz(self.sos_noise, worN=1 << 15, fs=self.sample_rate)
-        self.noise_band_width = float(trapezoid(np.abs(h) ** 2, f))
+        self.noise_band_width = noise_bandwidth(self.sos_noise, self.sample_rate)
         self.envelope_bandwidth = noise_bandwidth(self.sos_low, self.sample_rate)
         self.reset()
 
@@ -93,6 +89,11 @@ class EnvelopeFilter:
         enough = self.noise_count >= NOISE_MIN_SECONDS * self.sample_rate
         mean = self.noise_sum / np.maximum(self.noise_count, 1.0)
         return np.where(enough, mean / self.noise_band_width, np.nan)
+
+    @property
+    def envelope_error(self):
+        """Relative RMS random error of each channel's envelope (NaN until measured)."""
+        return np.sqrt(self.noise_density * self.envelope_bandwidth)
 
     def process(self, chunk):
         """Envelope [S, C] (fraction of MVC, >= 0) of a raw chunk [S, C] in volts."""

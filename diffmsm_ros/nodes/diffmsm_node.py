@@ -553,7 +553,7 @@ def _envelope_error_stats(envelope_filter):
     """Raw EMG: the envelope's random error (% RMS) the filter measures, over channels."""
     if envelope_filter is None:
         return {}
-    error = 100 * np.sqrt(envelope_filter.noise_density * envelope_filter.envelope_bandwidth)
+    error = 100 * envelope_filter.envelope_error
     known = error[np.isfinite(error)]
     if not known.size:
         return {'emg_envelope_error_pct_median': float('nan'),
