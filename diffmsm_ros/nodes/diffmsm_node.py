@@ -46,6 +46,7 @@ BAD_RECENT = 10.0           # s a bad input keeps the inputs status at WARN
 RATE_TOLERANCE = 0.2        # relative input-rate error that makes the inputs status WARN
 RATE_SPAN = 2.0             # s of stamps over which input rates are measured
 RATE_ENTRIES = 5000         # messages kept per input for the rate (bounds memory)
+NOISE_PERIOD = 1.0          # s of EMG between raw-EMG noise readings sent to the identifier
 
 
 def _descriptor(name, spec):
@@ -133,6 +134,7 @@ class DiffMsmNode(Node):
         self.t_ref = None
         self.last_encoder = None      # (stamp ns, q) of the previous encoder sample
         self.last_emg_time = None     # s, newest EMG sample handed to the torque path
+        self.noise_sent_at = None     # s, EMG time of the last noise reading sent
         self.counts = collections.Counter()
         self.bad = {}                 # input kind -> (last reason, steady s)
         self.bad_codes = collections.Counter()   # 'bad_<kind>.<code>' -> messages
@@ -328,8 +330,19 @@ class DiffMsmNode(Node):
                     BACKWARD_TOLERANCE:
                 self.torque.reset()
             self.torque.add_excitations(u)
-            self.worker.put_excitations(times - self.intake.lag, u, self.intake.noise_density)
+            self.worker.put_excitations(times - self.intake.lag, u, self._noise_reading(times))
             self.last_emg_time = float(times[-1])
+
+    def _noise_reading(self, times):
+        """Raw EMG's noise density for the identifier, once per ``NOISE_PERIOD``; else None."""
+        if self.intake.filter is None:
+            return None
+        if self.noise_sent_at is not None and 0 <= times[-1] - self.noise_sent_at < NOISE_PERIOD:
+            return None
+        density = self.intake.noise_density
+        if density is not None:
+            self.noise_sent_at = float(times[-1])
+        return density
 
     def _restart_streams(self):
         """Time went backwards (a bag restarted): start the streams afresh."""
