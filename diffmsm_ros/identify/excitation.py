@@ -1,29 +1,19 @@
 """
 From the window's EMG to muscle activations: per-muscle gain and delay, activation dynamics.
 
-u_m(t) = clip(g_m * e_m(t - d_m), 0, 1) with e linearly interpolated between samples (so the
-delay d_m, in s, has a gradient); activations follow the model's activation dynamics with
-the model's integrator from a_0 = u_0 at the first sample.
+u_m(t) = clip(g_m * e_m(t - d_m), 0, 1) (``diffmsm_ros.model.excitation``); activations
+follow the model's activation dynamics with the model's integrator from a_0 = u_0 at the
+first sample.
 """
 
 from diffmsm_ros.model import dynamics
+from diffmsm_ros.model.excitation import delayed
 import jax
-import jax.numpy as jnp
 
 
 def excitations(model, win):
-    """Excitations u [T, nm] for the window's samples."""
-    mus = model.muscles
-    steps = win.length
-    pos = (win.history + jnp.arange(steps)[:, None]
-           - jnp.asarray(mus.emg_delay)[None, :] / win.h)
-    last = win.emg.shape[0] - 1
-    pos = jnp.clip(pos, 0.0, last)
-    i0 = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, last - 1)
-    frac = pos - i0
-    e0 = jnp.take_along_axis(win.emg, i0, axis=0)
-    e1 = jnp.take_along_axis(win.emg, i0 + 1, axis=0)
-    return jnp.clip(jnp.asarray(mus.emg_gain)[None, :] * ((1 - frac) * e0 + frac * e1), 0.0, 1.0)
+    """Excitations u [T, nm] for the window's samples (``model.excitation.delayed``)."""
+    return delayed(model.muscles, win.emg, win.history, win.h, win.length)
 
 
 def activations(model, u, h, method='euler', a0=None):
