@@ -1,0 +1,371 @@
+"""
+The node's input time line without ROS: for every encoder sample a torque or a reason.
+
+EMG and encoder samples come in; every encoder sample gets either a torque or the reason
+it was withheld.
+
+``on_emg`` takes an EMG chunk as it arrives (``on_emg_stamped`` one that carries its own
+stamp); ``on_encoder`` takes an encoder sample and answers with a ``Torque`` or a
+``Withheld``.  In between this module
+
+- checks stamps: a stamp far in the future of the node's clock is refused, one not after
+  the previous sample is a repeat, one more than ``BACKWARD_TOLERANCE`` back is a restart
+  (a bag playing again) that clears the streams;
+- puts EMG on the encoders' time line: a chunk's publish time (from the middleware) is
+  placed between the publish times of the encoder samples around it and given the stamp
+  interpolated between theirs, so processing order and lag do not move it; a chunk of
+  several samples is laid on a sample clock at the declared rate (``EmgIntake.times``), a
+  single sample keeps its own time whatever rate is declared;
+- compensates the raw-EMG envelope filter's lag (``EmgIntake.lag``) once, for both the
+  torque path and the identifier: the envelope computed at t is the excitation at t - lag;
+- estimates velocity when the encoders send none (``CausalVelocity``);
+- withholds the torque when the EMG is older than ``stale_timeout`` on the encoders' time
+  line, drops (and counts) samples that reach it later than ``deadline`` after they were
+  published, and counts encoder samples that never arrived (gaps in the stamps);
+- measures input rates over the last ``RATE_SPAN`` s of stamps and says, with the
+  parameter to set, when the EMG disagrees with its declared rate.
+
+Every bad input is counted by kind and code and remembered for the status.
+"""
+
+import collections
+import dataclasses
+import math
+import time
+import typing
+
+from diffmsm_ros.bad_input import BadInput
+from diffmsm_ros.emg.intake import EmgError
+from diffmsm_ros.live.velocity import CausalVelocity
+import numpy as np
+
+BACKWARD_TOLERANCE = 0.05   # s: an encoder stamp older than this is a restart, not jitter
+FUTURE_TOLERANCE = 1.0      # s: stamps further ahead of the node's clock are refused
+ENCODER_WALLS = 200         # recent (publish wall time, stamp) pairs of encoder samples
+PENDING_EMG = 1000          # EMG messages waiting for an encoder sample published after them
+RATE_SPAN = 2.0             # s of stamps over which input rates are measured
+RATE_MIN_SPAN = 1.0         # s of stamps before a rate is judged
+RATE_ENTRIES = 5000         # messages kept per input for the rate (bounds memory)
+GAP = 1.5                   # encoder periods between stamps that mean samples went missing
+PERIODS = 64                # encoder periods whose median gives the encoder period
+NOISE_PERIOD = 1.0          # s of EMG between raw-EMG noise readings sent to the identifier
+AGES = 2000                 # recent EMG ages (at encoder samples) kept for the status
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineConfig:
+    """Timing settings (s, Hz); a rate of 0 is not checked."""
+
+    stale_timeout: float = 0.1
+    deadline: float = 0.05
+    velocity_window: float = 0.04
+    encoder_rate: float = 0.0
+    emg_rate: float = 0.0            # expected EMG samples per second (0: the declared)
+    rate_tolerance: float = 0.2      # relative rate error that is reported
+
+
+class Torque(typing.NamedTuple):
+    """What the node publishes for one encoder sample (SI units)."""
+
+    stamp: int              # ns, the encoder sample's
+    q: np.ndarray           # rad
+    qd: np.ndarray          # rad/s (measured, or estimated)
+    torque: np.ndarray      # N m, net muscle torque per joint
+    activation: np.ndarray
+    fibre_velocity: np.ndarray
+    force: np.ndarray       # N, pulling > 0
+
+
+class Withheld(typing.NamedTuple):
+    """No torque for this encoder sample, and why (``WITHHELD`` keys)."""
+
+    reason: str
+
+
+WITHHELD = {'bad': 'bad input', 'stale': 'EMG older than stale_timeout',
+            'late': 'later than the deadline', 'nonfinite': 'non-finite torque',
+            'no_emg': 'no EMG yet'}
+
+
+class RateMeter:
+    """Samples per second over the last ``RATE_SPAN`` s of stamps."""
+
+    def __init__(self):
+        self.entries = collections.deque(maxlen=RATE_ENTRIES)
+
+    def add(self, t, samples):
+        self.entries.append((t, samples))
+
+    def clear(self):
+        self.entries.clear()
+
+    def rate(self):
+        """Return samples per second (NaN until ``RATE_MIN_SPAN`` s of stamps are in)."""
+        entries = self.entries
+        if len(entries) < 2:
+            return float('nan')
+        newest = entries[-1][0]
+        count, oldest = 0, newest
+        for t, n in reversed(entries):
+            if t < newest - RATE_SPAN:
+                break
+            count += n
+            oldest = t
+        span = newest - oldest
+        if span < RATE_MIN_SPAN:
+            return float('nan')
+        first = next(n for t, n in entries if t >= oldest)
+        return (count - first) / span
+
+
+class InputTimeline:
+    """EMG and encoder samples to torques (see the module docstring)."""
+
+    def __init__(self, config, intake, torque, sink=None, log=None):
+        self.config = config
+        self.intake = intake
+        self.torque = torque
+        self.sink = sink
+        self.log = log or (lambda level, text, key: None)
+        self.velocity = CausalVelocity(config.velocity_window)
+        self.t_ref = None
+        self.unstamped = collections.deque(maxlen=PENDING_EMG)
+        self.pending = collections.deque(maxlen=PENDING_EMG)
+        self.walls = collections.deque(maxlen=ENCODER_WALLS)
+        self.periods = []
+        self.period = None            # s, the encoders' sample period
+        self.rates = {'encoders': RateMeter(), 'emg': RateMeter()}
+        self.counts = collections.Counter()
+        self.bad = {}                 # input kind -> (last reason, monotonic s)
+        self.last_encoder = None      # ns, the previous encoder stamp
+        self.emg_newest = None        # s, newest EMG sample handed on (before lag)
+        self.noise_sent_at = None
+        self.receipt = {}             # input kind -> monotonic s of its last message
+        self.stale = False
+        self.longest_wait = 0.0       # s, the longest a sample waited for the node
+        self.lost_at = None           # monotonic s of the last sample late or missing
+        self.emg_ages = collections.deque(maxlen=AGES)   # s: encoder time - newest EMG
+
+    # ------------------------------------------------------------------ time
+    def seconds(self, ns):
+        """Session seconds of a time in ns (relative to a whole-second reference)."""
+        if self.t_ref is None:
+            self.t_ref = (int(ns) // 1_000_000_000) * 1_000_000_000
+        return (int(ns) - self.t_ref) * 1e-9
+
+    def bad_input(self, kind, error):
+        """Count and remember an unusable ``kind`` message (a ``BadInput``)."""
+        self.counts[f'bad_{kind}'] += 1
+        self.counts[f'bad_{kind}.{error.code}'] += 1
+        self.bad[kind] = (str(error), time.monotonic())
+        self.log('warning', f'{kind}: {error} (message ignored)', kind)
+
+    # ------------------------------------------------------------------ EMG
+    def on_emg(self, samples, now_ns, published_ns=None):
+        """Take an EMG chunk [S, C] received now (node clock ns; publish wall ns if known)."""
+        if published_ns is None and now_ns <= 0:
+            # use_sim_time and no /clock yet: the receipt time means nothing
+            self.bad_input('emg', BadInput('no clock yet (use_sim_time without /clock)',
+                                           'no_clock'))
+            return
+        self.unstamped.append((published_ns, now_ns, samples))
+        self.receipt['emg'] = time.monotonic()
+
+    def on_emg_stamped(self, stamp_ns, samples):
+        """Take an EMG sample [1, C] that carries its own stamp (ns)."""
+        times = self.intake.times(self.seconds(stamp_ns), len(samples), stamped=True)
+        self.pending.append((times, samples))
+        self.rates['emg'].add(times[-1], len(samples))
+        self.receipt['emg'] = time.monotonic()
+
+    def _stamp_emg(self, newest_wall):
+        """Give waiting EMG chunks their time on the encoders' time line."""
+        while self.unstamped:
+            published, now, samples = self.unstamped[0]
+            if published is None or not self.walls:
+                receipt = now
+            elif newest_wall is not None and published > newest_wall:
+                break          # published after the newest encoder sample: wait for the next
+            else:
+                receipt = _interpolate_stamp(self.walls, published)
+            self.unstamped.popleft()
+            t = self.seconds(receipt)
+            if len(samples) == 1:
+                times = self.intake.times(t, 1, stamped=True)
+            else:
+                times = self.intake.times(t, len(samples))
+            self.pending.append((times, samples))
+            self.rates['emg'].add(t, len(samples))
+
+    def _drain_emg(self):
+        lag = self.intake.lag
+        while self.pending:
+            times, samples = self.pending.popleft()
+            try:
+                u = self.intake.excitations(samples)
+            except EmgError as err:
+                self.bad_input('emg', err)
+                continue
+            if self.emg_newest is not None and \
+                    times[0] < self.emg_newest - BACKWARD_TOLERANCE:
+                self.torque.reset()
+            shifted = times - lag
+            self.torque.add_excitations(shifted, u)
+            if self.sink is not None:
+                self.sink.put_excitations(shifted, u, self._noise_reading(times))
+            self.emg_newest = float(times[-1])
+
+    def _noise_reading(self, times):
+        """Raw EMG's noise density for the identifier, once per ``NOISE_PERIOD``; else None."""
+        if self.intake.filter is None:
+            return None
+        if self.noise_sent_at is not None and \
+                0 <= times[-1] - self.noise_sent_at < NOISE_PERIOD:
+            return None
+        density = self.intake.noise_density
+        if density is not None:
+            self.noise_sent_at = float(times[-1])
+        return density
+
+    # ------------------------------------------------------------------ encoders
+    def on_encoder(self, stamp, q, qd, tau, now_ns=0, published_ns=None, wall_ns=None):
+        """
+        One encoder sample (stamp ns; q rad, qd rad/s or None, tau N m): Torque or Withheld.
+
+        ``now_ns`` is the node clock (0: unknown), ``published_ns`` the sample's publish
+        time and ``wall_ns`` the wall clock now (both ns, for the deadline).
+        """
+        if now_ns > 0 and stamp > now_ns + FUTURE_TOLERANCE * 1e9:
+            self.bad_input('joint_states', BadInput('stamp is in the future of the node '
+                                                    'clock', 'future_stamp'))
+            return Withheld('bad')
+        last = self.last_encoder
+        if last is not None and stamp <= last:
+            if stamp < last - BACKWARD_TOLERANCE * 1e9:
+                self.restart()
+                last = None
+            else:
+                self.bad_input('joint_states', BadInput('stamp not after the previous '
+                                                        'sample', 'repeated_stamp'))
+                return Withheld('bad')
+        if last is not None:
+            self._count_gap((stamp - last) * 1e-9)
+        self.last_encoder = stamp
+        t = self.seconds(stamp)
+        self.counts['encoders'] += 1
+        self.rates['encoders'].add(t, 1)
+        self.receipt['encoders'] = time.monotonic()
+        if published_ns is not None:
+            self.walls.append((published_ns, stamp))
+        self._stamp_emg(published_ns)
+        self._drain_emg()
+        self.velocity.push(t, q)
+        if self.sink is not None:
+            self.sink.put_encoders(t, q, qd, tau)
+        if published_ns is not None and wall_ns is not None:
+            wait = (wall_ns - published_ns) * 1e-9
+            self.longest_wait = max(self.longest_wait, wait)
+            if wait > self.config.deadline:
+                return self._withhold('late')
+        if self.emg_newest is None:
+            return self._withhold('no_emg')
+        age = t - self.emg_newest
+        self.emg_ages.append(age)
+        self.stale = age > self.config.stale_timeout
+        if self.stale:
+            return self._withhold('stale')
+        if qd is None:
+            qd = self.velocity.estimate()
+        out = self.torque.at(t, q, qd)
+        if out is None:
+            return self._withhold('no_emg')
+        if not out.finite:
+            return self._withhold('nonfinite')
+        torque, act, fibre, force = out.torque, out.activation, out.fibre_velocity, out.force
+        self.counts['torque_published'] += 1
+        return Torque(stamp, q, qd, torque, act, fibre, force)
+
+    def _withhold(self, reason):
+        self.counts[f'withheld_{reason}'] += 1
+        if reason == 'late':
+            self.lost_at = time.monotonic()
+        return Withheld(reason)
+
+    def _count_gap(self, dt):
+        """Count encoder samples missing between two stamps dt (s) apart."""
+        period = self.period
+        if period is not None and dt > GAP * period:
+            self.counts['encoder_gaps'] += int(round(dt / period)) - 1
+            self.lost_at = time.monotonic()
+            return
+        periods = self.periods
+        periods.append(dt)
+        # the median of the periods since the last reading, renewed every PERIODS samples
+        if len(periods) >= PERIODS or (period is None and len(periods) >= 8):
+            self.period = float(np.median(periods))
+            if len(periods) >= PERIODS:
+                periods.clear()
+
+    def restart(self):
+        """Time went backwards (a bag playing again): start the streams afresh."""
+        self.counts['time_jumps'] += 1
+        self.log('warning', 'encoder time jumped backwards: buffers cleared', 'restart')
+        self.reset()
+
+    def reset(self):
+        """
+        Back to no data at all (also the node's reset service).
+
+        EMG still waiting was published before the sample that jumped back (messages are
+        handled in publish order): it belongs to the stream before the jump.
+        """
+        self.unstamped.clear()
+        self.pending.clear()
+        self.intake.reset()
+        self.walls.clear()
+        self.periods.clear()
+        self.period = None
+        self.torque.reset()
+        self.velocity.reset()
+        self.last_encoder = None
+        self.emg_newest = None
+        for meter in self.rates.values():
+            meter.clear()
+
+    # ------------------------------------------------------------------ status
+    def rate_problems(self):
+        """[(level, text)] for input rates that disagree with what is declared."""
+        out = []
+        cfg = self.config
+        declared = self.intake.rate
+        expected = {'encoders': cfg.encoder_rate, 'emg': cfg.emg_rate or declared}
+        for kind, want in expected.items():
+            measured = self.rates[kind].rate()
+            if not (want > 0 and math.isfinite(measured)) or \
+                    abs(measured - want) <= cfg.rate_tolerance * want:
+                continue
+            if kind == 'emg' and not cfg.emg_rate:
+                out.append(('ERROR', f'EMG arrives at {measured:.0f} samples/s per channel '
+                            f'but emg.sample_rate is {declared:g} Hz: set emg.sample_rate '
+                            'to the rate the EMG is sampled at (or look for lost EMG '
+                            'messages)'))
+            else:
+                name = 'rates.encoders' if kind == 'encoders' else 'rates.emg'
+                out.append(('WARN', f'{kind} at {measured:.0f} Hz, expected {want:g} '
+                            f'({name})'))
+        return out
+
+
+def _interpolate_stamp(walls, wall):
+    """Interpolate the encoder stamp (ns) at publish time ``wall`` from (wall, stamp)."""
+    newer = None
+    for w0, s0 in reversed(walls):      # newest first: the chunk is almost always recent
+        if w0 <= wall:
+            if newer is None:
+                return s0
+            w1, s1 = newer
+            if w1 == w0:
+                return s1
+            return s0 + int(round((s1 - s0) * (wall - w0) / (w1 - w0)))   # ns, exact
+        newer = (w0, s0)
+    return walls[0][1]

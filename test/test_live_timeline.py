@@ -1,0 +1,276 @@
+"""The input time line and the torque path without ROS (``diffmsm_ros.live``)."""
+
+import dataclasses
+
+from diffmsm_ros import settings
+from diffmsm_ros.emg.intake import EmgIntake
+from diffmsm_ros.identify.excitation import activations
+from diffmsm_ros.live import torque as torque_mod
+from diffmsm_ros.live.timeline import InputTimeline, TimelineConfig, Torque, Withheld
+from diffmsm_ros.live.torque import TorquePath
+from diffmsm_ros.live.velocity import CausalVelocity
+from diffmsm_ros.model import dynamics, excitation
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+SEEDS = range(4)          # every statistical or randomised claim runs on these draws
+T0 = 1_700_000_000 * 1_000_000_000
+
+
+@pytest.fixture(scope='module')
+def model(elbow):
+    return elbow.model
+
+
+@pytest.fixture(scope='module')
+def delayed_model(model):
+    """Give the elbow EMG delays, one of them a fraction of a model step."""
+    mus = model.muscles
+    delay = np.array([0.0, 0.013, 0.02, 0.0, 0.007, 0.0])
+    return model.replace(muscles=dataclasses.replace(mus, emg_delay=delay))
+
+
+@pytest.fixture(scope='module')
+def paths(model, delayed_model):
+    """One compiled torque path per model structure (compiling costs seconds)."""
+    out = {'plain': TorquePath(model)}
+    out['plain'].compile()
+    out['delayed'] = TorquePath(delayed_model)
+    return out
+
+
+def excitation_rows(rng, steps, nm, h):
+    t = np.arange(steps) * h
+    freq = rng.uniform(0.3, 3.0, nm)
+    phase = rng.uniform(0, 6, nm)
+    return np.clip(0.3 + 0.25 * np.sin(2 * np.pi * freq[None, :] * t[:, None] + phase),
+                   0.0, 1.0)
+
+
+def reference_activation(model, rows):
+    """Integrate the whole sequence as the identifier defines it: a_k before step k."""
+    h = model.timestep
+    history = int(np.ceil(excitation.MAX_DELAY / h)) + 2
+    padded = np.concatenate([np.repeat(rows[:1], history, axis=0), rows])
+    u = np.asarray(excitation.delayed(model.muscles, jnp.asarray(padded), history, h,
+                                      len(rows)))
+    return np.asarray(activations(model, jnp.asarray(u), h)), u
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+@pytest.mark.parametrize('which', ['plain', 'delayed'])
+def test_activation_at_the_stamp_is_the_exact_integration(paths, model, delayed_model, seed,
+                                                          which):
+    """Streamed in chunks of any size, the activation at a stamp is the batch integration."""
+    subject = model if which == 'plain' else delayed_model
+    path = paths[which]
+    path.set_model(subject)
+    path.reset()
+    h = subject.timestep
+    rng = np.random.default_rng(seed)
+    rows = excitation_rows(rng, 1500, subject.n_muscles, h)
+    a_ref, u_ref = reference_activation(subject, rows)
+    lead = int(np.ceil(0.02 / h))       # the longest delay, in whole steps
+    t0 = 100.0
+    k, nxt, errors = 0, 1, []
+    q, qd = np.array([1.2]), np.array([0.3])
+    while k < len(rows) - 20:
+        n = int(rng.integers(1, 15))
+        path.add_excitations(t0 + np.arange(k, k + n) * h, rows[k:k + n])
+        k += n
+        # stamps whose excitation is known for every muscle: on the grid or between
+        for j in range(nxt, k - lead):
+            frac = float(rng.choice([0.0, 0.25, 0.5]))
+            out = path.at(t0 + (j + frac) * h, q, qd)
+            rate = np.asarray(dynamics.activation_rate(subject, u_ref[j], a_ref[j]))
+            errors.append(np.max(np.abs(out.activation - (a_ref[j] + frac * h * rate))))
+        nxt = max(nxt, k - lead)
+    assert len(errors) > 1000
+    assert max(errors) < 1e-10
+
+
+def test_beyond_the_newest_sample_the_excitation_follows_its_slope_then_holds(paths, model):
+    path = paths['plain']
+    path.set_model(model)
+    path.reset()
+    h = model.timestep
+    rows = excitation_rows(np.random.default_rng(7), 300, model.n_muscles, h)
+    t0 = 50.0
+    path.add_excitations(t0 + np.arange(300) * h, rows)
+    q, qd = np.array([1.0]), np.array([0.0])
+    k_stamp = 299 + 12      # 24 ms after the newest sample: 10 ms of slope, then held
+    out = path.at(t0 + k_stamp * h, q, qd)
+    slope = (rows[-1] - rows[-3]) / (2 * h)
+    ahead = np.arange(300, k_stamp + 1)
+    extended = rows[-1] + np.minimum((ahead - 299) * h, torque_mod.AHEAD)[:, None] * slope
+    a_ref, _ = reference_activation(model, np.concatenate([rows, extended]))
+    np.testing.assert_allclose(out.activation, a_ref[k_stamp], atol=1e-12)
+    # the committed state did not move past the data: a later chunk still counts
+    assert path.kc == path.final + 1
+
+
+def test_outputs_are_the_models_and_a_swap_does_not_compile(paths, model):
+    path = paths['plain']
+    path.set_model(model)
+    path.reset()
+    h = model.timestep
+    rows = np.full((50, model.n_muscles), 0.2)
+    path.add_excitations(10.0 + np.arange(50) * h, rows)
+    q, qd = np.array([1.1]), np.array([-0.4])
+    out = path.at(10.0 + 49 * h, q, qd)
+    state = dynamics.muscle_state(model, jnp.asarray(q), jnp.asarray(qd),
+                                  jnp.asarray(out.activation))
+    np.testing.assert_allclose(out.torque, state.torque, rtol=1e-12)
+    np.testing.assert_allclose(out.force, -np.asarray(state.force), rtol=1e-12)
+    np.testing.assert_allclose(out.fibre_velocity, state.fiber_velocity, rtol=1e-12)
+    compiled = path._call._cache_size()
+    stronger = model.replace(muscles=dataclasses.replace(
+        model.muscles, max_isometric_force=2 * np.asarray(model.muscles.max_isometric_force)))
+    path.set_model(stronger)
+    twice = path.at(10.0 + 49 * h, q, qd)
+    assert path._call._cache_size() == compiled
+    # force scales with F0 (active and passive parts alike)
+    np.testing.assert_allclose(twice.torque, 2 * out.torque, rtol=1e-9)
+
+
+def test_velocity_follows_a_quadratic_without_lag_and_averages_noise():
+    h = 0.002
+    t = np.arange(400) * h
+    q = 0.3 + 0.8 * t - 1.5 * t ** 2
+    filt = CausalVelocity(0.04)
+    for tk, qk in zip(t, q):
+        filt.push(tk, np.array([qk]))
+    assert filt.estimate()[0] == pytest.approx(0.8 - 3.0 * t[-1], abs=1e-9)
+    # uneven stamps: still exact
+    filt = CausalVelocity(0.04)
+    jitter = t + np.random.default_rng(0).uniform(-3e-4, 3e-4, t.shape)
+    for tk in jitter:
+        filt.push(tk, np.array([0.3 + 0.8 * tk - 1.5 * tk ** 2]))
+    assert filt.estimate()[0] == pytest.approx(0.8 - 3.0 * jitter[-1], abs=1e-8)
+    # encoder noise: a fraction of a backward difference's
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        noisy = rng.normal(0.0, 1e-4, t.shape)
+        filt = CausalVelocity(0.04)
+        estimates = []
+        for tk, qk in zip(t, noisy):
+            filt.push(tk, np.array([qk]))
+            estimates.append(filt.estimate()[0])
+        ratio = np.std(estimates[40:]) / np.std(np.diff(noisy) / h)
+        assert ratio < 0.15, (seed, ratio)
+
+
+class Sink:
+    """Collect what the identifier would get."""
+
+    def __init__(self):
+        self.encoders, self.excitations = [], []
+
+    def put_encoders(self, t, q, qd, tau):
+        self.encoders.append(t)
+
+    def put_excitations(self, t, u, noise=None):
+        self.excitations.append((np.asarray(t), np.asarray(u)))
+
+
+def make_timeline(model, path, values=None, **config):
+    values = dict(settings.defaults(), **(values or {}))
+    path.set_model(model)
+    path.reset()
+    sink = Sink()
+    timeline = InputTimeline(TimelineConfig(**config), EmgIntake(values, model.muscle_names),
+                             path, sink=sink)
+    return timeline, sink
+
+
+def feed(timeline, model, seconds, emg_chunk=5, emg=None, encoders=None, start=0.0,
+         emg_value=0.2, late=None):
+    """Send encoders and EMG at 500 Hz (chunks of ``emg_chunk``) as a recorder would."""
+    h = model.timestep
+    out = []
+    steps = int(round(seconds / h))
+    for k in range(steps):
+        t_ns = T0 + int(round((start + k * h) * 1e9))
+        if encoders is None or encoders(k):
+            published = t_ns
+            wall = t_ns + (int(late * 1e9) if late is not None else 0)
+            res = timeline.on_encoder(t_ns, np.array([1.0]), np.array([0.0]), np.zeros(1),
+                                      now_ns=t_ns, published_ns=published, wall_ns=wall)
+            out.append((k, res))
+        if (k + 1) % emg_chunk == 0 and (emg is None or emg(k)):
+            chunk = np.full((emg_chunk, model.n_muscles), emg_value)
+            timeline.on_emg(chunk, t_ns, t_ns + 1)
+    return out
+
+
+def test_stale_emg_withholds_and_resumes(paths, model):
+    timeline, _ = make_timeline(model, paths['plain'], stale_timeout=0.1)
+    out = feed(timeline, model, 3.0, emg=lambda k: not 500 <= k < 1000)
+    kinds = {k: type(r).__name__ for k, r in out}
+    # EMG missing from 1.0 s to 2.0 s: withheld from 0.1 s after the last chunk on
+    assert all(kinds[k] == 'Torque' for k in range(5, 540))
+    assert all(out[k][1] == Withheld('stale') for k in range(560, 1000))
+    assert all(kinds[k] == 'Torque' for k in range(1005, 1500))
+    assert timeline.counts['withheld_stale'] == sum(r == Withheld('stale') for _, r in out)
+
+
+def test_every_encoder_sample_is_answered_or_counted(paths, model):
+    # samples 300..309 never arrive; samples after 1 s reach the node 0.2 s late
+    timeline, _ = make_timeline(model, paths['plain'], deadline=0.1)
+    out = feed(timeline, model, 1.0, encoders=lambda k: not 300 <= k < 310)
+    feed(timeline, model, 0.5, start=1.0, late=0.2)
+    c = timeline.counts
+    assert c['encoder_gaps'] == 10
+    assert c['withheld_late'] == 250
+    assert c['torque_published'] + c['withheld_late'] + c['withheld_no_emg'] + \
+        c['withheld_stale'] + c['encoder_gaps'] == 750
+    assert sum(isinstance(r, Torque) for _, r in out) == c['torque_published']
+
+
+def test_stamps_time_jumps_and_bad_input(paths, model):
+    timeline, _ = make_timeline(model, paths['plain'])
+    feed(timeline, model, 0.5)
+    last = timeline.last_encoder
+    assert timeline.on_encoder(last, np.ones(1), None, np.zeros(1)) == Withheld('bad')
+    assert timeline.on_encoder(last + 10 ** 13, np.ones(1), None, np.zeros(1),
+                               now_ns=last) == Withheld('bad')
+    assert timeline.counts['bad_joint_states.repeated_stamp'] == 1
+    assert timeline.counts['bad_joint_states.future_stamp'] == 1
+    # the bag plays again from its start: buffers cleared, counted, torque resumes
+    out = feed(timeline, model, 0.5)
+    assert timeline.counts['time_jumps'] == 1
+    assert isinstance(out[-1][1], Torque)
+
+
+@pytest.mark.parametrize('declared', [1000.0, 250.0])
+def test_emg_rate_disagreeing_with_its_setting_is_an_error_naming_it(paths, model, declared):
+    """One sample per message at 500 Hz keeps its own time; the setting is reported."""
+    timeline, sink = make_timeline(model, paths['plain'], {'emg.sample_rate': declared})
+    feed(timeline, model, 3.0, emg_chunk=1)
+    (level, text), = timeline.rate_problems()
+    assert level == 'ERROR'
+    assert 'emg.sample_rate' in text and '500' in text and f'{declared:g}' in text
+    times = np.concatenate([t for t, _ in sink.excitations])
+    np.testing.assert_allclose(np.diff(times), model.timestep, rtol=1e-6)
+    good, _ = make_timeline(model, paths['plain'], {'emg.sample_rate': 500.0})
+    feed(good, model, 3.0, emg_chunk=1)
+    assert good.rate_problems() == []
+
+
+def test_raw_emg_lag_is_compensated_once_for_both_consumers(paths, model):
+    values = {'emg.kind': 'raw', 'emg.sample_rate': 2000.0}
+    timeline, sink = make_timeline(model, paths['plain'], values)
+    rng = np.random.default_rng(0)
+    h = model.timestep
+    for k in range(250):
+        t_ns = T0 + int(round(k * h * 1e9))
+        if k % 5 == 4:
+            timeline.on_emg(1e-3 * rng.standard_normal((20, model.n_muscles)), t_ns, t_ns + 1)
+        timeline.on_encoder(t_ns, np.ones(1), np.zeros(1), np.zeros(1), now_ns=t_ns,
+                            published_ns=t_ns, wall_ns=t_ns)
+    lag = timeline.intake.lag
+    assert 0.03 < lag < 0.05
+    newest = timeline.emg_newest
+    assert sink.excitations[-1][0][-1] == pytest.approx(newest - lag)
+    assert paths['plain'].newest == pytest.approx(newest - lag)
