@@ -36,6 +36,15 @@ SPECS = {
                    read_only=True),
     'stale_timeout': Spec(0.1, 'seconds without EMG or encoders before torque stops',
                           low=0.001, high=10.0),
+    'torque.deadline': Spec(0.1, 'seconds after an encoder sample was published beyond which '
+                            'its torque is dropped (and counted) instead of sent late',
+                            low=0.001, high=10.0),
+    'torque.velocity_window': Spec(0.04, 'seconds of encoder positions whose quadratic fit '
+                                   'gives the velocity when joint_states carry none',
+                                   low=0.0, high=1.0, read_only=True),
+    'torque.realtime_priority': Spec(20, 'SCHED_FIFO priority of the torque path thread '
+                                     'where the OS allows it (0: normal scheduling)',
+                                     low=0, high=98, read_only=True),
     'diagnostics_period': Spec(1.0, 'seconds between /diagnostics messages', low=0.05,
                                high=60.0),
     'rates.encoders': Spec(0.0, 'expected encoder rate in Hz (0: do not check)', low=0.0,
@@ -200,6 +209,15 @@ def identify_config(values):
         return IdentifyConfig.from_dict(kwargs)
     except (TypeError, ValueError) as err:
         raise SettingsError(str(err)) from None
+
+
+def timeline_config(values):
+    """Build the input time line's TimelineConfig from flat parameter values."""
+    from diffmsm_ros.live.timeline import TimelineConfig
+    return TimelineConfig(stale_timeout=values['stale_timeout'],
+                          deadline=values['torque.deadline'],
+                          velocity_window=values['torque.velocity_window'],
+                          encoder_rate=values['rates.encoders'], emg_rate=values['rates.emg'])
 
 
 def channel_list(values, muscle_names):

@@ -66,6 +66,7 @@ def demo(args):
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
+    listener = None
     try:
         listener = Listener(node)
         spinner.start()
@@ -94,6 +95,8 @@ def demo(args):
             diag = dict(listener.diagnostics or {})
             models = len(listener.models)
     finally:
+        if listener is not None:
+            listener.close()
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown()

@@ -13,7 +13,8 @@ from diffmsm_ros.bad_input import BadInput
 from diffmsm_ros.emg.envelope import EnvelopeFilter
 import numpy as np
 
-ANCHOR_CHUNKS = 50                   # chunks per median refinement of the EMG clock
+ANCHOR_CHUNKS = 50                   # chunks per refinement of the EMG clock
+ANCHOR_PERCENTILE = 10               # offsets are one-sided: the clock follows their low end
 MAX_LAG = 1.0                        # s of processing lag before the EMG clock restarts
 
 
@@ -70,7 +71,8 @@ class EmgIntake:
         Chunks of a stream at ``emg.sample_rate`` are laid end to end on a sample clock.
         The clock is anchored on the first chunk's receipt time ``last`` and then follows
         the sample count, so receipt jitter and processing lag do not move the samples;
-        every ``ANCHOR_CHUNKS`` chunks it moves by the median receipt offset; it is
+        every ``ANCHOR_CHUNKS`` chunks it moves by a low percentile of the receipt offsets
+        (a chunk can reach the node late, never before it was sampled); it is
         re-anchored when receipt runs ahead of it by more than a few chunks (a gap, or
         a device clock drifting from the node's) or behind it by more than ``MAX_LAG`` (a
         restart).
@@ -88,8 +90,8 @@ class EmgIntake:
             if -MAX_LAG <= offset <= max(0.05, 3.0 * count * dt):
                 self.recent.append(offset)
                 if len(self.recent) >= ANCHOR_CHUNKS:
-                    # refine the anchor by the median receipt offset (jitter cancels)
-                    predicted += float(np.median(self.recent))
+                    # refine the anchor by the low end of the receipt offsets
+                    predicted += float(np.percentile(self.recent, ANCHOR_PERCENTILE))
                     self.recent = []
                 last = predicted
             else:

@@ -16,10 +16,10 @@ from diffmsm_ros.identify import solvers
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.problem import NOISE_LEVEL, Problem
 from diffmsm_ros.identify.window import from_arrays
+from diffmsm_ros.model.excitation import MAX_DELAY
 import jax.numpy as jnp
 import numpy as np
 
-MAX_DELAY = 0.2          # s of EMG kept before the window for the EMG delay
 BACKWARD_TOLERANCE = 0.05  # s: an older sample than this is a restart, not jitter
 GLOBAL_AFTER = 5         # rejected updates in a row before the robust start is retried
 WRONG_BASIN = 2.0        # fit residual, in NOISE_LEVELs, that says a fit is in a wrong basin
@@ -181,9 +181,12 @@ class OnlineIdentifier:
         if not self.ready():
             return self._done(UpdateResult(False, 'not enough data yet'), started)
         fit, hold = self.windows()
+        end, _ = self.available()
+        data_time = self.encoders.origin + end * self.h
         if sum(float(np.sum(np.asarray(w.weight))) for w in fit) < \
                 0.5 * sum(w.length for w in fit):
-            return self._done(UpdateResult(False, 'too many gaps in the window'), started)
+            return self._done(UpdateResult(False, 'too many gaps in the window',
+                                           data_time=data_time), started)
         if len(fit) > self.chunks_seen:
             # more data than any robust start saw so far: worth another one
             self.chunks_seen = len(fit)
@@ -203,8 +206,6 @@ class OnlineIdentifier:
         costs = [self.problem.mean_cost(state.data_cost, fit)
                  if not self._validity(state.z) and np.isfinite(state.data_cost) else np.inf
                  for state, _ in fits]
-        end, _ = self.available()
-        data_time = self.encoders.origin + end * self.h
         if not np.any(np.isfinite(costs)):
             self._rollback()
             self._note_rejection()

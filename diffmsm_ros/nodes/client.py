@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 
+from diffmsm_ros.nodes import sensor_loop
 import yaml
 
 SERVICE_TIMEOUT = 30.0
@@ -18,7 +19,12 @@ DIAGNOSTICS_KEPT = 300      # most recent /diagnostics messages kept by a Listen
 
 
 class Listener:
-    """Subscriptions of the demo: subject models, torques, diagnostics (thread-safe)."""
+    """
+    Subscriptions of the demo: subject models, torques, diagnostics (thread-safe).
+
+    The torques (one per encoder sample, up to 1 kHz) are taken on a sensor loop of their
+    own (``SensorLoop``) where rclpy offers one, so a Python client keeps up with them.
+    """
 
     def __init__(self, node, ns='/diffmsm'):
         from diagnostic_msgs.msg import DiagnosticArray
@@ -35,15 +41,33 @@ class Listener:
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         node.create_subscription(String, f'{ns}/subject_model', self._model, latched)
-        node.create_subscription(JointState, f'{ns}/joint_torque', self._torque, 1000)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
+        self.loop = None
+        if sensor_loop.available():
+            import rclpy
+            self.torque_node = rclpy.create_node(node.get_name() + '_torques',
+                                                 context=node.context)
+            sub = self.torque_node.create_subscription(
+                JointState, f'{ns}/joint_torque', self._torque, 1000,
+                event_callbacks=sensor_loop.no_event_callbacks())
+            self.loop = sensor_loop.SensorLoop(node.context, [(sub, self._torque)])
+            self.loop.start()
+        else:
+            node.create_subscription(JointState, f'{ns}/joint_torque', self._torque, 1000)
+
+    def close(self):
+        """Stop the torque loop (before rclpy shuts down)."""
+        if self.loop is not None:
+            self.loop.stop()
+            self.torque_node.destroy_node()
+            self.loop = None
 
     def _model(self, msg):
         with self.lock:
             self.models.append(msg.data)
         self.ready.set()
 
-    def _torque(self, msg):
+    def _torque(self, msg, info=None):
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
             self.torques.append((stamp, list(msg.effort)))
@@ -94,6 +118,21 @@ def call_trigger(node, name, timeout=SERVICE_TIMEOUT):
     if not done.wait(timeout):
         return None
     return future.result()
+
+
+def call_set_bool(node, name, value, timeout=SERVICE_TIMEOUT):
+    """Call a std_srvs/SetBool service; return the response (None if it fails)."""
+    from std_srvs.srv import SetBool
+    client = node.create_client(SetBool, name)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        future = client.call_async(SetBool.Request(data=bool(value)))
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        return future.result() if done.wait(timeout) else None
+    finally:
+        node.destroy_client(client)
 
 
 def write_params(path, template_spec, output_path, emg_rate, extra=None):

@@ -5,7 +5,9 @@ Inputs are checked here: a message that cannot be used raises ``InputError`` wit
 reason (the node counts it, reports it on /diagnostics and logs it, throttled).
 """
 
+import array
 import math
+import time
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -17,6 +19,14 @@ from std_msgs.msg import Float64MultiArray
 
 class InputError(BadInput):
     """A message that cannot be used (see ``BadInput`` for the codes)."""
+
+
+def publish_wall(info):
+    """Publish time (ns, wall clock) of a message from its MessageInfo, if known."""
+    if not info:
+        return None
+    value = info.get('source_timestamp') if isinstance(info, dict) else None
+    return int(value) if value else None
 
 
 def stamp_to_ns(stamp):
@@ -40,34 +50,52 @@ def _field(msg, name, count, index, required):
         raise InputError(f'joint_states {name} has {len(values)} values for '
                          f'{count} names', 'length_mismatch')
     out = np.asarray(values, dtype=float)[index]
-    if not np.all(np.isfinite(out)):
+    if not np.isfinite(out).all():
         raise InputError(f'joint_states {name} is not finite', 'non_finite')
     return out
 
 
-def joint_sample(msg, joints):
+class JointReader:
     """
-    (stamp ns, q, qd or None, tau) for the model joints ``joints`` from a JointState.
+    (stamp ns, q, qd or None, tau) for the model joints from JointState messages.
 
     Joints are matched by name; extra names are ignored; missing, duplicated names or
     arrays whose length differs from the names are refused.  Missing effort means no
-    exoskeleton torque (zeros).
+    exoskeleton torque (zeros).  The name lookup is kept while the names repeat.
     """
-    names = list(msg.name)
-    if len(set(names)) != len(names):
-        raise InputError('joint_states has duplicated joint names', 'duplicate_names')
-    try:
-        index = [names.index(j) for j in joints]
-    except ValueError:
-        missing = [j for j in joints if j not in names]
-        raise InputError(f'joint_states lacks joints {missing}', 'missing_names') from None
-    count = len(names)
-    q = _field(msg, 'position', count, index, True)
-    qd = _field(msg, 'velocity', count, index, False)
-    tau = _field(msg, 'effort', count, index, False)
-    if tau is None:
-        tau = np.zeros(len(joints))
-    return stamp_to_ns(msg.header.stamp), q, qd, tau
+
+    def __init__(self, joints):
+        self.joints = list(joints)
+        self.names = None
+        self.index = None
+        self.no_effort = np.zeros(len(self.joints))
+
+    def _lookup(self, names):
+        names = list(names)
+        if len(set(names)) != len(names):
+            raise InputError('joint_states has duplicated joint names', 'duplicate_names')
+        try:
+            index = [names.index(j) for j in self.joints]
+        except ValueError:
+            missing = [j for j in self.joints if j not in names]
+            raise InputError(f'joint_states lacks joints {missing}', 'missing_names') from None
+        self.names, self.index = names, np.array(index)
+
+    def __call__(self, msg):
+        if msg.name != self.names:
+            self._lookup(msg.name)
+        count, index = len(self.names), self.index
+        q = _field(msg, 'position', count, index, True)
+        qd = _field(msg, 'velocity', count, index, False)
+        tau = _field(msg, 'effort', count, index, False)
+        stamp = msg.header.stamp
+        return (stamp.sec * 1_000_000_000 + stamp.nanosec, q, qd,
+                self.no_effort.copy() if tau is None else tau)
+
+
+def joint_sample(msg, joints):
+    """Return (stamp ns, q, qd or None, tau) of one JointState (see ``JointReader``)."""
+    return JointReader(joints)(msg)
 
 
 def emg_chunk(msg, channels):
@@ -121,6 +149,43 @@ def joint_message(stamp_ns, names, position, velocity, effort):
     msg.velocity = [float(v) for v in velocity]
     msg.effort = [float(v) for v in effort]
     return msg
+
+
+class JointStateFiller:
+    """
+    One JointState per publisher, names set once; each sample fills stamp and arrays.
+
+    Nothing is built or sent while the topic has no subscriber (checked every
+    ``SUBSCRIBERS_CHECK`` s): a volatile topic's messages reach nobody then anyway.
+    """
+
+    SUBSCRIBERS_CHECK = 0.2
+
+    def __init__(self, publisher, names):
+        self.publisher = publisher
+        self.msg = JointState()
+        self.msg.name = list(names)
+        self.listened = True
+        self.checked = -1.0
+
+    def publish(self, stamp_ns, position, velocity, effort):
+        now = time.monotonic()
+        if now - self.checked > self.SUBSCRIBERS_CHECK:
+            self.checked = now
+            self.listened = self.publisher.get_subscription_count() > 0
+        if not self.listened:
+            return
+        msg = self.msg
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        msg.position = _doubles(position)
+        msg.velocity = _doubles(velocity)
+        msg.effort = _doubles(effort)
+        self.publisher.publish(msg)
+
+
+def _doubles(values):
+    """array('d') of a float array: rclpy takes it without checking every element."""
+    return array.array('d', np.ascontiguousarray(values, dtype=float).tobytes())
 
 
 def emg_message(chunk):

@@ -17,6 +17,9 @@ import threading
 import time
 import traceback
 
+from diffmsm_ros.identify.online import UpdateResult
+import numpy as np
+
 FLUSH_PERIOD = 0.02     # s between batches sent to the child
 MAX_BATCHES = 2000      # batches waiting for the child (about 40 s of data)
 CHILD_NICENESS = 10      # scheduling priority of the identifier below the torque path
@@ -45,11 +48,10 @@ def _child(template_spec, config, inbox, outbox):
     # Ctrl-C reaches the whole process group: the parent stops the child ('stop'), so the
     # child must not die of it mid-update with a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # background work: lower priority and one XLA thread, so the torque path keeps a core
-    try:
-        os.nice(CHILD_NICENESS)
-    except OSError:
-        pass
+    # background work: lower priority on the last CPU and one XLA thread, so the torque
+    # path keeps a core of its own
+    from diffmsm_ros.nodes.realtime import background
+    background(CHILD_NICENESS)
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                                ' --xla_cpu_multi_thread_eigen=false').strip()
     try:
@@ -93,9 +95,10 @@ def _child(template_spec, config, inbox, outbox):
             for item in batch:
                 kind = item[0]
                 if kind == 'enc':
-                    worker.put_encoders(*item[1:])
+                    for t, q, qd, tau in _encoder_rows(item[1]):
+                        worker.put_encoders(t, q, qd, tau)
                 elif kind == 'emg':
-                    worker.put_excitations(*item[1:])
+                    worker.put_excitations(item[1][:, 0], item[1][:, 1:], item[2])
                 elif kind == 'reset':
                     worker.reset()
                 elif kind == 'enabled':
@@ -113,6 +116,14 @@ def _child(template_spec, config, inbox, outbox):
                 outbox.put(('stats', worker_stats()))
     except Exception:  # noqa: B902 - report anything to the parent, then end
         outbox.put(('failed', traceback.format_exc()))
+
+
+def _encoder_rows(rows):
+    """(t, q, qd or None, tau) of each row [t, q, qd (NaN: not sent), tau] of a batch."""
+    nq = (rows.shape[1] - 1) // 3
+    for row in rows:
+        qd = row[1 + nq:1 + 2 * nq]
+        yield row[0], row[1:1 + nq], None if np.all(np.isnan(qd)) else qd, row[1 + 2 * nq:]
 
 
 class IdentifierProcess:
@@ -133,6 +144,9 @@ class IdentifierProcess:
         self.dropped = 0
         self.model_yaml = None
         self._batch = []
+        self._encoders = []
+        self._excitations = []
+        self._noise = None
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self._receiver = threading.Thread(target=self._receive, name='diffmsm-id-receiver',
@@ -176,24 +190,50 @@ class IdentifierProcess:
         except queue.Full:
             self.dropped += 1
 
-    def _add(self, item):
+    def _add(self, item=None):
         with self._lock:
-            self._batch.append(item)
+            if item is not None:
+                self._batch.append(item)
             now = time.monotonic()
             if now - self._last_flush < FLUSH_PERIOD:
                 return
+            # samples go as one array per stream and batch: pickling is the sending
+            # thread's work, and it holds the GIL the torque path needs
+            if self._excitations:
+                self._batch.insert(0, ('emg', np.concatenate(self._excitations), self._noise))
+                self._excitations, self._noise = [], None
+            if self._encoders:
+                self._batch.insert(0, ('enc', np.stack(self._encoders)))
+                self._encoders = []
             batch, self._batch, self._last_flush = self._batch, [], now
         self._send(batch)
 
     def put_encoders(self, t, q, qd, tau):
-        self._add(('enc', t, q, qd, tau))
+        """One encoder sample (t s, q rad, qd rad/s or None, tau N m)."""
+        nq = len(q)
+        row = np.empty(1 + 3 * nq)
+        row[0] = t
+        row[1:1 + nq] = q
+        row[1 + nq:1 + 2 * nq] = np.nan if qd is None else qd
+        row[1 + 2 * nq:] = tau
+        with self._lock:
+            self._encoders.append(row)
+        self._add()
 
     def put_excitations(self, t, u, envelope_noise=None):
-        self._add(('emg', t, u, envelope_noise))
+        """Excitations u [S, nm] at times t [S] (s); raw EMG's noise density, if measured."""
+        rows = np.column_stack([np.asarray(t, dtype=float), np.asarray(u, dtype=float)])
+        with self._lock:
+            self._excitations.append(rows)
+            if envelope_noise is not None:
+                self._noise = envelope_noise
+        self._add()
 
     def reset(self):
         with self._lock:
             self._batch = []
+            self._encoders = []
+            self._excitations = []
         self._send([('reset',)])
 
     def set_enabled(self, enabled):
@@ -217,17 +257,23 @@ class IdentifierProcess:
                     self.log('the identifier process ended unexpectedly')
                     return
                 continue
-            kind = msg[0]
-            if kind in ('result', 'model', 'stats', 'ready'):
-                self.stats.update(msg[-1])
-            if kind == 'result' and self.on_result is not None:
-                from diffmsm_ros.identify.online import UpdateResult
-                self.on_result(UpdateResult(**msg[1]))
-            elif kind == 'model':
-                self.model_yaml = msg[2]
-                if self.on_model is not None:
-                    self.on_model(msg[1], msg[2])
-            elif kind in ('log', 'failed'):
-                self.log(msg[1])
-            elif kind == 'stopped':
+            if msg[0] == 'stopped':
                 return
+            try:
+                self._handle(msg)
+            except Exception:  # noqa: B902 - a failing callback must not end the link
+                self.stats['errors'] += 1
+                self.log(f'identifier result not handled:\n{traceback.format_exc(limit=4)}')
+
+    def _handle(self, msg):
+        kind = msg[0]
+        if kind in ('result', 'model', 'stats', 'ready'):
+            self.stats.update(msg[-1])
+        if kind == 'result' and self.on_result is not None:
+            self.on_result(UpdateResult(**msg[1]))
+        elif kind == 'model':
+            self.model_yaml = msg[2]
+            if self.on_model is not None:
+                self.on_model(msg[1], msg[2])
+        elif kind in ('log', 'failed'):
+            self.log(msg[1])

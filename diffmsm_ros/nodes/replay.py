@@ -1,7 +1,7 @@
 """
 Publish a rosbag2 (mcap or sqlite3) with ``/clock``, for machines without ``ros2 bag``.
 
-Messages keep their serialized bytes from the bag and are published with the types the bag
+Messages are published as the serialized bytes the bag holds, with the types the bag
 names; ``/clock`` is set to a message's bag time just before it is published (before every
 EMG-like message without a header stamp, otherwise at most every ``clock_period`` of bag
 time), so a node with ``use_sim_time`` sees the recorded time line without a flood of
@@ -13,7 +13,6 @@ import importlib
 import time
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
@@ -38,7 +37,6 @@ class BagReplayer:
         self.clock_topics = set(clock_topics)
         self.clock = node.create_publisher(Clock, '/clock', 10) if clock else None
         self.publishers = {}
-        self.classes = {}
         self.published = 0
         with Reader(self.path) as reader:
             for conn in reader.connections:
@@ -49,7 +47,6 @@ class BagReplayer:
                 cls = message_class(conn.msgtype)
                 qos = QoSProfile(depth=qos_depth, reliability=ReliabilityPolicy.RELIABLE)
                 self.publishers[conn.topic] = node.create_publisher(cls, conn.topic, qos)
-                self.classes[conn.topic] = cls
         if not self.publishers:
             raise ValueError(f'{self.path}: no topics to replay')
 
@@ -87,8 +84,8 @@ class BagReplayer:
                     msg = Clock()
                     msg.clock.sec, msg.clock.nanosec = divmod(int(stamp), 1_000_000_000)
                     self.clock.publish(msg)
-                self.publishers[conn.topic].publish(
-                    deserialize_message(bytes(raw), self.classes[conn.topic]))
+                # the bag holds the serialized message: published as it is, no conversion
+                self.publishers[conn.topic].publish(bytes(raw))
                 count += 1
         self.published += count
         return count

@@ -14,8 +14,13 @@ RAW_AMPLITUDE = 1e-3                     # V
 
 
 def session_messages(model, session, emg='envelope', raw=None, noise=0.0, rng=None,
-                     joint_topic='/joint_states', emg_topic='/emg'):
-    """(topic, msgtype, time_ns, msg) for encoders and EMG chunks, in time order."""
+                     joint_topic='/joint_states', emg_topic='/emg', emg_chunk=None):
+    """
+    (topic, msgtype, time_ns, msg) for encoders and EMG chunks, in time order.
+
+    EMG goes in chunks of ``emg_chunk`` samples (default: ``EMG_MESSAGE_RATE`` chunks per
+    second), stamped with their newest sample's time.
+    """
     h = model.timestep
     names = model.joint_names
     q = session.q + (noise * rng.standard_normal(session.q.shape) if noise > 0 else 0.0)
@@ -29,7 +34,7 @@ def session_messages(model, session, emg='envelope', raw=None, noise=0.0, rng=No
     else:
         values, times = raw
         rate = RAW_RATE
-    per_chunk = max(1, int(round(rate / EMG_MESSAGE_RATE)))
+    per_chunk = emg_chunk or max(1, int(round(rate / EMG_MESSAGE_RATE)))
     for start in range(0, len(times) - per_chunk + 1, per_chunk):
         end = start + per_chunk
         stamp = T0_NS + int(round(times[end - 1] * 1e9))
