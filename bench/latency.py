@@ -1,17 +1,22 @@
 """
-Torque-path latency of the live node over localhost DDS.
+Torque-path latency of the live node over localhost DDS, beside the machine's floor.
 
 A separate process publishes encoders at 1 kHz and EMG chunks at 100 Hz (10 samples of a
-1 kHz envelope) taken from a simulated session, stamped with the wall clock; the node runs
-as ``diffmsm run`` in its own process with the identifier updating every second; this
-process receives ``~/joint_torque``.  Printed: p50/p99/max of the in-node compute time (the
-node's own figures from /diagnostics) and of the end-to-end latency (encoder stamp ->
-torque received), drops, and the node's CPU use.
+1 kHz envelope) from a simulated session, stamped with the wall clock.  First a trivial
+echo node (a subscriber that republishes each encoder message at once, in its own
+process) answers them: that is the floor of this machine, DDS and rclpy.  Then the node
+runs as ``diffmsm run`` with the identifier updating every second, and answers the same
+stream.  Printed: the end-to-end latency (encoder stamp -> message received here) of both,
+the node's in-node compute time (its /diagnostics), drops, counted losses and CPU use.
 
-    python bench/latency.py [--duration 30]
+Goal (issue 19): in-node p99 <= 0.5 ms, end-to-end p99 <= 2 ms or within 2x of the echo
+node's, no drops.  Exits 1 when a goal is missed.
+
+    python bench/latency.py [--duration 20]
 """
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -20,10 +25,14 @@ import threading
 import time
 
 import numpy as np
+import psutil
 
 ENCODER_RATE = 1000.0
 EMG_RATE = 1000.0
 CHUNK = 10
+GOAL_IN_NODE_P99 = 0.5      # ms
+GOAL_E2E_P99 = 2.0          # ms (or within ECHO_FACTOR of the echo node's p99)
+ECHO_FACTOR = 2.0
 
 
 def publisher(duration):
@@ -46,6 +55,9 @@ def publisher(duration):
     node = rclpy.create_node('latency_publisher')
     pub_j = node.create_publisher(JointState, 'joint_states', qos_profile_sensor_data)
     pub_e = node.create_publisher(Float64MultiArray, 'emg', qos_profile_sensor_data)
+    deadline = time.monotonic() + 30.0
+    while pub_j.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     names = list(elbow.model.joint_names)
     period = 1.0 / ENCODER_RATE
     start = time.monotonic()
@@ -69,17 +81,58 @@ def publisher(duration):
     rclpy.shutdown()
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of a process (Linux /proc)."""
-    with open(f'/proc/{pid}/stat', encoding='ascii') as fh:
-        fields = fh.read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+def echo():
+    """Republish every /joint_states message on /echo/joint_torque at once (own process)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+    rclpy.init(args=['latency_echo', '--ros-args'])
+    node = rclpy.create_node('echo')
+    pub = node.create_publisher(JointState, '~/joint_torque', 10)
+    node.create_subscription(JointState, 'joint_states', pub.publish, qos_profile_sensor_data)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except KeyboardInterrupt:
+        pass
+
+
+class Receiver:
+    """End-to-end latencies (ms) of the torques of one topic, received on a spin thread."""
+
+    def __init__(self, node, topic):
+        from sensor_msgs.msg import JointState
+        self.latencies = []
+        node.create_subscription(JointState, topic, self._on, 1000)
+
+    def _on(self, msg):
+        now = time.time_ns()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.latencies.append((now - stamp) * 1e-6)
+
+
+def publish(duration):
+    """Run the publisher process for ``duration`` s; return its last output line."""
+    out = subprocess.run([sys.executable, __file__, '--publisher', '--duration',
+                          str(duration)], capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    return lines[-1] if lines else out.stderr[-2000:]
+
+
+def percentiles(values):
+    a = np.asarray(values, dtype=float)
+    if not a.size:
+        return [float('nan')] * 3
+    return list(np.percentile(a, [50, 99])) + [float(a.max())]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--duration', type=float, default=30.0, help='s of publishing')
+    parser.add_argument('--duration', type=float, default=20.0, help='s of publishing')
     parser.add_argument('--publisher', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--echo', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
@@ -87,68 +140,94 @@ def main():
     os.environ.setdefault('JAX_PLATFORMS', 'cpu')
     if args.publisher:
         publisher(args.duration)
-        return
+        return 0
+    if args.echo:
+        echo()
+        return 0
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import JointState
     from diffmsm_ros.nodes.client import Listener, start_node, stop_node, write_params
+    rclpy.init(args=['latency_bench', '--ros-args'])
+    node = rclpy.create_node('latency_bench')
+    listener = Listener(node)
+    echo_rx = Receiver(node, '/echo/joint_torque')
+    node_rx = Receiver(node, '/diffmsm/joint_torque')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    total = int(args.duration * ENCODER_RATE)
+
+    # the floor: a trivial echo node in its own process
+    echo_proc = subprocess.Popen([sys.executable, __file__, '--echo'])
+    gc.disable()
+    echo_line = publish(args.duration)
+    time.sleep(1.0)     # the last echoes in flight
+    echo_proc.terminate()
+    echo_proc.wait(10)
+    gc.enable()
+
     work = tempfile.mkdtemp(prefix='diffmsm-latency-')
     pfile = write_params(os.path.join(work, 'params.yaml'), 'elbow',
                          os.path.join(work, 'model.yaml'), EMG_RATE,
                          {'identification.period': 1.0, 'model.save_on_update': False,
                           'stale_timeout': 0.1})
     node_proc = start_node(pfile, os.path.join(work, 'node.log'), use_sim_time=False)
-    rclpy.init(args=['latency_bench', '--ros-args'])
-    node = rclpy.create_node('latency_bench')
-    listener = Listener(node)
-    arrivals = []
-    lock = threading.Lock()
-
-    def on_torque(msg):
-        now = time.time_ns()
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        with lock:
-            arrivals.append((now - stamp) * 1e-6)
-
-    node.create_subscription(JointState, '/diffmsm/joint_torque', on_torque, 1000)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
     print('waiting for the node to compile and report ready ...', flush=True)
     if not listener.ready.wait(600):
         sys.exit('node did not become ready')
-    cpu0, wall0 = cpu_seconds(node_proc.pid), time.monotonic()
-    pub = subprocess.run([sys.executable, __file__, '--publisher', '--duration',
-                          str(args.duration)], capture_output=True, text=True)
-    print(pub.stdout.strip().splitlines()[-1] if pub.stdout.strip() else pub.stderr[-2000:])
+    proc = psutil.Process(node_proc.pid)
+    procs = [proc] + proc.children(recursive=True)
+    cpu0 = [p.cpu_times() for p in procs]
+    wall0 = time.monotonic()
+    gc.disable()
+    node_line = publish(args.duration)
     seen = listener.diagnostics_count
     deadline = time.monotonic() + 10
     while listener.diagnostics_count < seen + 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    cpu = (cpu_seconds(node_proc.pid) - cpu0) / (time.monotonic() - wall0)
+    gc.enable()
+    wall = time.monotonic() - wall0
+    cpu = [sum(p.cpu_times()[:2]) - sum(c[:2]) for p, c in zip(procs, cpu0)]
     with listener.lock:
         diag = dict(listener.diagnostics or {})
+    listener.close()
     executor.shutdown()
     node.destroy_node()
     rclpy.shutdown()
     stop_node(node_proc)
-    total = int(args.duration * ENCODER_RATE)
-    lat = np.array(arrivals)
+
     tq, ident = diag.get('diffmsm: torque', {}), diag.get('diffmsm: identifier', {})
-    print(f'\n{"":28s} {"p50":>8s} {"p99":>8s} {"max":>8s}')
-    print(f'{"in-node compute (ms)":28s} {tq.get("step_ms_p50", "?"):>8s} '
-          f'{tq.get("step_ms_p99", "?"):>8s} {tq.get("step_ms_max", "?"):>8s}'
-          '   (last 2000 samples)')
-    if lat.size:
-        p50, p99 = np.percentile(lat, [50, 99])
-        print(f'{"end-to-end latency (ms)":28s} {p50:8.3f} {p99:8.3f} {lat.max():8.3f}')
-    print(f'encoder samples published {total}, received by the node '
-          f'{tq.get("encoder_samples", "?")}, torques received {lat.size}, '
-          f'withheld (stale) {tq.get("withheld_stale", "?")}, drops {total - lat.size}')
-    print(f'identifier updates {ident.get("updates", "?")} (accepted '
-          f'{ident.get("accepted", "?")}), last update {ident.get("update_s", "?")} s')
-    print(f'node CPU use {100 * cpu:.0f} % of one core')
+    echo_pct, node_pct = percentiles(echo_rx.latencies), percentiles(node_rx.latencies)
+    in_node = [float(tq.get(k, 'nan')) for k in ('step_ms_p50', 'step_ms_p99', 'step_ms_max')]
+    drops = total - len(node_rx.latencies)
+    print(f'\n{echo_line}\n{node_line}')
+    print(f'\n{"ms":36s} {"p50":>8s} {"p99":>8s} {"max":>8s} {"received":>9s}')
+    print(f'{"echo node, end to end (floor)":36s} {echo_pct[0]:8.3f} {echo_pct[1]:8.3f} '
+          f'{echo_pct[2]:8.3f} {len(echo_rx.latencies):9d}')
+    print(f'{"diffmsm node, end to end":36s} {node_pct[0]:8.3f} {node_pct[1]:8.3f} '
+          f'{node_pct[2]:8.3f} {len(node_rx.latencies):9d}')
+    print(f'{"diffmsm node, in-node (last 2000)":36s} {in_node[0]:8.3f} {in_node[1]:8.3f} '
+          f'{in_node[2]:8.3f}')
+    print(f'\nencoder samples published {total}; the node saw {tq.get("encoder_samples", "?")}, '
+          f'published {tq.get("published", "?")}, withheld late {tq.get("withheld_late", "?")}'
+          f', stale {tq.get("withheld_stale", "?")}, never arrived (gaps) '
+          f'{tq.get("encoder_gaps", "?")}, longest wait {tq.get("longest_wait_ms", "?")} ms')
+    print(f'torques received here {len(node_rx.latencies)}, drops {drops}')
+    print(f'identifier updates {ident.get("updates", "?")} (accepted {ident.get("accepted", "?")}'
+          f'), last update {ident.get("update_s", "?")} s')
+    print(f'CPU use: node {100 * cpu[0] / wall:.0f} %, identifier process '
+          f'{100 * sum(cpu[1:]) / wall:.0f} % of one core')
+    e2e_goal = max(GOAL_E2E_P99, ECHO_FACTOR * echo_pct[1])
+    failures = []
+    if not in_node[1] <= GOAL_IN_NODE_P99:
+        failures.append(f'in-node p99 {in_node[1]:.3f} ms > {GOAL_IN_NODE_P99} ms')
+    if not node_pct[1] <= e2e_goal:
+        failures.append(f'end-to-end p99 {node_pct[1]:.3f} ms > {e2e_goal:.3f} ms')
+    if drops:
+        failures.append(f'{drops} samples got no torque')
+    print('\nGOAL ' + ('MET' if not failures else 'MISSED: ' + '; '.join(failures)))
+    return 1 if failures else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

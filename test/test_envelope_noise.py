@@ -109,7 +109,7 @@ def test_envelope_information_matches_the_spread_of_estimates(elbow):
 
 
 def test_node_diagnostics_report_the_envelope_error():
-    from diffmsm_ros.nodes.diffmsm_node import _envelope_error_stats
+    from diffmsm_ros.nodes.diagnostics import _envelope_error_stats
     assert _envelope_error_stats(None) == {}
     filt = EnvelopeFilter(RATE, [1e-3, 1e-3])
     assert np.isnan(_envelope_error_stats(filt)['emg_envelope_error_pct_max'])

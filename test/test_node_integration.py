@@ -9,10 +9,11 @@ import collections
 import os
 import threading
 import time
+import typing
 
 from diffmsm_ros.files import bags, modelfile
 from diffmsm_ros.identify import params
-from diffmsm_ros.nodes.client import call_trigger, Listener, start_node, stop_node
+from diffmsm_ros.nodes.client import call_set_bool, call_trigger, Listener, start_node, stop_node
 from diffmsm_ros.nodes.client import write_params
 from diffmsm_ros.session import record
 import numpy as np
@@ -87,6 +88,7 @@ def live(tmp_path_factory, sessions, ros):
         pytest.fail(f'node did not become ready ({ok}):\n{log[-3000:]}')
     yield {'proc': proc, 'listener': listener, 'node': node, 'output': output,
            'log': str(root / 'node.log')}
+    listener.close()
     code = stop_node(proc)
     assert code == 0, open(root / 'node.log').read()[-3000:]
 
@@ -134,15 +136,9 @@ def set_parameter(node, name, value):
 
 
 def call_bool(node, name, value):
-    from std_srvs.srv import SetBool
-    client = node.create_client(SetBool, name)
-    assert client.wait_for_service(timeout_sec=30.0)
-    done = threading.Event()
-    future = client.call_async(SetBool.Request(data=value))
-    future.add_done_callback(lambda _: done.set())
-    assert done.wait(30.0)
-    node.destroy_client(client)
-    return future.result()
+    reply = call_set_bool(node, name, value)
+    assert reply is not None, f'{name} did not answer'
+    return reply
 
 
 def late_model(node):
@@ -173,9 +169,31 @@ def muscle_error(sf, truth, template):
     return float(np.mean(np.abs(a - t) / np.abs(t))) * 100
 
 
+COUNTED = ('encoder_samples', 'published', 'withheld_late', 'withheld_stale', 'encoder_gaps')
+ANSWERED = 0.95     # fraction of the encoder samples that must get a torque, even under load
+
+
+def torque_counts(listener, fresh=2):
+    """Return the node's torque counters from a /diagnostics sent ``fresh`` or more later."""
+    seen = listener.diagnostics_count
+    assert wait_until(lambda: listener.diagnostics_count >= seen + fresh, 10.0)
+    with listener.lock:
+        values = dict((listener.diagnostics or {}).get('diffmsm: torque', {}))
+    return {k: int(float(values.get(k, 0))) for k in COUNTED}
+
+
+class Replay(typing.NamedTuple):
+    """One replay: the torque stamps received, the stamps that must be accounted for."""
+
+    got: np.ndarray
+    expected: np.ndarray
+    first_emg: int
+    counted: dict        # the node's counters over the replay
+
+
 def check_every_sample(live, bag, rate=1.0):
     """
-    Replay ``bag``; return (torque stamps received, encoder stamps that must have one).
+    Replay ``bag``; return what came back and what the node counted (``Replay``).
 
     Before the first EMG chunk there is no activation: those samples get no torque.  Which
     of a sample and an EMG chunk recorded at the same instant is handled first is up to
@@ -184,36 +202,51 @@ def check_every_sample(live, bag, rate=1.0):
     listener = live['listener']
     stamps, first_emg = encoder_stamps(bag)
     expected = stamps[stamps > first_emg]
+    before = torque_counts(listener, fresh=1)
     with listener.lock:
         start = len(listener.torques)
     replay(live['node'], bag, rate)
-    last = int(expected[-1])
-    wait_until(lambda: last in received_after(listener, start)[-50:], 30.0)
-    got = np.array(received_after(listener, start))
-    return got, expected, first_emg
+
+    def seen_all():
+        now = torque_counts(listener, fresh=1)
+        return now['encoder_samples'] + now['encoder_gaps'] - before['encoder_samples'] \
+            - before['encoder_gaps'] >= len(stamps)
+
+    assert wait_until(seen_all, 30.0, interval=0.5), 'the node did not see the whole replay'
+    after = torque_counts(listener)
+    counted = {k: after[k] - before[k] for k in COUNTED}
+    assert wait_until(lambda: len(received_after(listener, start)) >= counted['published'],
+                      10.0)
+    return Replay(np.array(received_after(listener, start)), expected, first_emg, counted)
 
 
 BOUNDARY = 20_000_000   # ns
 
 
-def assert_one_per_sample(got, expected, first_emg, info=None):
-    """Every expected stamp once, nothing else except samples at the EMG start boundary."""
-    missing = np.setdiff1d(expected, got)
-    extra = np.setdiff1d(got, expected)
-    assert len(missing) == 0, (len(missing), info)
-    assert np.all((extra <= first_emg) & (extra >= first_emg - BOUNDARY)), extra - first_emg
-    assert len(np.unique(got)) == len(got)
+def assert_answered_or_counted(run, info=None, withheld_stale=0):
+    """
+    Every expected stamp got one torque or was counted as late or lost, nothing else came.
+
+    At least ``ANSWERED`` of them got a torque.
+    """
+    missing = np.setdiff1d(run.expected, run.got)
+    extra = np.setdiff1d(run.got, run.expected)
+    assert np.all((extra <= run.first_emg) & (extra >= run.first_emg - BOUNDARY)), \
+        extra - run.first_emg
+    assert len(np.unique(run.got)) == len(run.got)
+    c = run.counted
+    assert len(missing) == c['withheld_late'] + c['encoder_gaps'] + withheld_stale, (c, info)
+    assert len(run.got) >= ANSWERED * len(run.expected), (c, info)
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_torque_for_every_encoder_sample(live, sessions, storage, elbow):
     bag, session = sessions[storage]
-    got, expected, first_emg = check_every_sample(live, bag)
+    run = check_every_sample(live, bag)
     # one torque per encoder sample once EMG has arrived (before that it is withheld)
-    assert_one_per_sample(got, expected, first_emg,
-                          live['listener'].diagnostics.get('diffmsm: torque'))
+    assert_answered_or_counted(run, live['listener'].diagnostics.get('diffmsm: torque'))
     with live['listener'].lock:
-        efforts = np.array([e for _, e in live['listener'].torques[-len(got):]])
+        efforts = np.array([e for _, e in live['listener'].torques[-len(run.got):]])
     assert np.all(np.isfinite(efforts))
 
 
@@ -244,8 +277,7 @@ def test_save_reset_enable(live, sessions, elbow, tmp_path):
                       == 'False' and diag_value(live['listener'], 'diffmsm: identifier',
                                                 'busy') == 'False', 60.0)
     updates = int(diag_value(live['listener'], 'diffmsm: identifier', 'updates'))
-    got, expected, first_emg = check_every_sample(live, sessions['mcap'][0])
-    assert_one_per_sample(got, expected, first_emg)      # torque keeps flowing
+    assert_answered_or_counted(check_every_sample(live, sessions['mcap'][0]))  # torque flows
     seen = live['listener'].diagnostics_count
     assert wait_until(lambda: live['listener'].diagnostics_count >= seen + 2, 10.0)
     assert int(diag_value(live['listener'], 'diffmsm: identifier', 'updates')) == updates
@@ -273,10 +305,8 @@ def test_bag_restart_resets_buffers(live, sessions):
     listener = live['listener']
     jumps = int(diag_value(listener, 'diffmsm: inputs', 'time_jumps') or 0)
     # the same bag (the session's first seconds) twice in a row: time jumps back to its start
-    got1, expected, first_emg = check_every_sample(live, sessions['short'])
-    got2, _, _ = check_every_sample(live, sessions['short'])
-    assert_one_per_sample(got1, expected, first_emg)
-    assert_one_per_sample(got2, expected, first_emg)
+    assert_answered_or_counted(check_every_sample(live, sessions['short']))
+    assert_answered_or_counted(check_every_sample(live, sessions['short']))
     assert wait_until(lambda: int(diag_value(listener, 'diffmsm: inputs', 'time_jumps')
                                   or 0) >= jumps + 1, 10.0)
     assert int(diag_value(listener, 'diffmsm: identifier', 'buffer_resets')) >= 1
@@ -357,8 +387,7 @@ def test_bad_input_corpus(live, sessions, elbow):
         late = [e for _, e in listener.torques[torques_before:]]
     assert np.all(np.isfinite(np.array(late, dtype=float)))
     # good data again: exact torques
-    got, expected, first_emg = check_every_sample(live, sessions['mcap'][0])
-    assert_one_per_sample(got, expected, first_emg)
+    assert_answered_or_counted(check_every_sample(live, sessions['mcap'][0]))
     node.destroy_publisher(pub_j)
     node.destroy_publisher(pub_e)
 
@@ -398,18 +427,21 @@ def test_stale_emg_withholds_torque_and_rates_are_checked(live, sessions, tmp_pa
     bag = str(tmp_path / 'gapped')
     bags.write_bag(bag, messages)
     seen = listener.diagnostics_count
-    got, _, _ = check_every_sample(live, bag)
+    run = check_every_sample(live, bag)
+    got = run.got
     margin = 50_000_000
     withheld = stamps[(stamps > gap[0] + timeout * 1e9 + margin) & (stamps < gap[1])]
     assert len(withheld) > 100
     assert not np.isin(withheld, got).any()
-    before = stamps[(stamps > first_emg + margin) & (stamps < gap[0])]
-    after = stamps[stamps > gap[1] + margin]
-    assert np.isin(before, got).all() and np.isin(after, got).all()
+    # everything else got its torque, or was counted late or lost
+    assert run.counted['withheld_stale'] >= len(withheld)
+    assert_answered_or_counted(run._replace(expected=np.setdiff1d(run.expected, withheld)),
+                               withheld_stale=run.counted['withheld_stale'] - len(withheld))
     torque = [level for level, _ in statuses_since(listener, seen, 'diffmsm: torque')]
     assert 2 in torque, torque                               # ERROR while stale
-    assert 0 in torque[torque.index(2):], torque             # OK again by itself
+    assert min(torque[torque.index(2):]) < 2, torque         # not any more, by itself
     inputs = statuses_since(listener, seen, 'diffmsm: inputs')
     assert any(level == 2 and 'stale' in text for level, text in inputs), inputs
-    assert any(level == 1 and 'emg at' in text and 'expected' in text
+    # half the EMG: the rate disagrees with emg.sample_rate, an error that names it
+    assert any(level == 2 and 'emg.sample_rate' in text and 'EMG arrives at' in text
                for level, text in inputs), inputs
