@@ -8,6 +8,7 @@ real-time pace; every encoder sample must get a torque or be counted by the node
 """
 
 import dataclasses
+import os
 import threading
 import time
 
@@ -77,22 +78,29 @@ def session(tmp_path_factory, elbow, elbow_xml):
     return out
 
 
+def own_domain(offset):
+    """Give each node of this module a DDS domain of its own (all answer /joint_states)."""
+    base = int(os.environ['ROS_DOMAIN_ID'])
+    return 100 + (base - 100 + offset) % 100
+
+
 class Client:
     """A robot controller's view: replays a bag, listens to torques and diagnostics."""
 
-    def __init__(self, root, name, params):
+    def __init__(self, root, name, params, domain):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         self.root = root
         self.context = rclpy.Context()
-        rclpy.init(args=['test_torque_path', '--ros-args'], context=self.context)
+        rclpy.init(args=['test_torque_path', '--ros-args'], context=self.context,
+                   domain_id=domain)
         self.node = rclpy.create_node(f'torque_test_{name}', context=self.context)
         self.listener = Listener(self.node)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
         self.log = str(root / f'{name}.log')
-        self.proc = start_node(params, self.log)
+        self.proc = start_node(params, self.log, {'ROS_DOMAIN_ID': str(domain)})
         ok = wait_until(lambda: self.listener.ready.is_set() or self.proc.poll() is not None,
                         READY_TIMEOUT)
         if not self.listener.ready.is_set():
@@ -178,7 +186,7 @@ def envelope_node(session):
                           str(root / 'envelope_model.yaml'), 500.0,
                           {'model.save_on_update': False, 'identification.period': 1.0,
                            'identification.window': 5.0, 'identification.enabled': False})
-    client = Client(root, 'envelope', params)
+    client = Client(root, 'envelope', params, own_domain(1))
     yield client
     client.close()
 
@@ -252,7 +260,7 @@ def test_raw_emg_at_1khz_encoders_adds_no_lag(session):
                           str(root / 'raw_model.yaml'), 2000.0,
                           {'emg.kind': 'raw', 'emg.mvc': [session['mvc']] * 6,
                            'identification.enabled': False, 'model.save_on_update': False})
-    client = Client(root, 'raw', params)
+    client = Client(root, 'raw', params, own_domain(2))
     try:
         got, counted = client.replay(session['raw'])
     finally:

@@ -12,6 +12,8 @@ envelope's relative error variance S0 * B (B the low-pass's noise bandwidth) and
 identification, the error's information cost, which does not depend on the low-pass.
 """
 
+import functools
+
 import numpy as np
 from scipy import signal
 from scipy.integrate import trapezoid
@@ -61,7 +63,7 @@ class EnvelopeFilter:
     def channels(self):
         return self.mvc.shape[0]
 
-    @property
+    @functools.cached_property
     def delay(self):
         """Low-frequency group delay of the envelope low-pass (s): how late envelopes are."""
         b, a = signal.sos2tf(self.sos_low)

@@ -11,11 +11,11 @@ stamp); ``on_encoder`` takes an encoder sample and answers with a ``Torque`` or 
 - checks stamps: a stamp far in the future of the node's clock is refused, one not after
   the previous sample is a repeat, one more than ``BACKWARD_TOLERANCE`` back is a restart
   (a bag playing again) that clears the streams;
-- puts EMG on the encoders' time line: a chunk's publish time (from the middleware) is
-  placed between the publish times of the encoder samples around it and given the stamp
-  interpolated between theirs, so processing order and lag do not move it; a chunk of
-  several samples is laid on a sample clock at the declared rate (``EmgIntake.times``), a
-  single sample keeps its own time whatever rate is declared;
+- puts EMG on the encoders' time line as it arrives: a chunk's publish time (from the
+  middleware) is carried on from the newest encoder sample published before it (stamp
+  plus the time since, at the rate stamps advance), so processing order and lag do not
+  move it; a chunk of several samples is laid on a sample clock at the declared rate
+  (``EmgIntake.times``), a single sample keeps its own time whatever rate is declared;
 - compensates the raw-EMG envelope filter's lag (``EmgIntake.lag``) once, for both the
   torque path and the identifier: the envelope computed at t is the excitation at t - lag;
 - estimates velocity when the encoders send none (``CausalVelocity``);
@@ -42,7 +42,8 @@ import numpy as np
 BACKWARD_TOLERANCE = 0.05   # s: an encoder stamp older than this is a restart, not jitter
 FUTURE_TOLERANCE = 1.0      # s: stamps further ahead of the node's clock are refused
 ENCODER_WALLS = 200         # recent (publish wall time, stamp) pairs of encoder samples
-PENDING_EMG = 1000          # EMG messages waiting for an encoder sample published after them
+PENDING_EMG = 1000          # EMG chunks waiting to be read
+WALL_SPAN = 0.1             # s of encoder publish times that give the stamp rate
 RATE_SPAN = 2.0             # s of stamps over which input rates are measured
 RATE_MIN_SPAN = 1.0         # s of stamps before a rate is judged
 RATE_ENTRIES = 5000         # messages kept per input for the rate (bounds memory)
@@ -129,7 +130,6 @@ class InputTimeline:
         self.log = log or (lambda level, text, key: None)
         self.velocity = CausalVelocity(config.velocity_window)
         self.t_ref = None
-        self.unstamped = collections.deque(maxlen=PENDING_EMG)
         self.pending = collections.deque(maxlen=PENDING_EMG)
         self.walls = collections.deque(maxlen=ENCODER_WALLS)
         self.periods = []
@@ -163,13 +163,22 @@ class InputTimeline:
     # ------------------------------------------------------------------ EMG
     def on_emg(self, samples, now_ns, published_ns=None):
         """Take an EMG chunk [S, C] received now (node clock ns; publish wall ns if known)."""
-        if published_ns is None and now_ns <= 0:
+        if published_ns is not None and self.walls:
+            receipt = self._wall_stamp(published_ns)
+        elif now_ns > 0:
+            receipt = now_ns
+        else:
             # use_sim_time and no /clock yet: the receipt time means nothing
             self.bad_input('emg', BadInput('no clock yet (use_sim_time without /clock)',
                                            'no_clock'))
             return
-        self.unstamped.append((published_ns, now_ns, samples))
         self.receipt['emg'] = time.monotonic()
+        t = self.seconds(receipt)
+        # a single sample keeps its own time; a chunk is laid on the sample clock
+        times = self.intake.times(t, len(samples), stamped=len(samples) == 1)
+        self.pending.append((times, samples))
+        self.rates['emg'].add(t, len(samples))
+        self._drain_emg()
 
     def on_emg_stamped(self, stamp_ns, samples):
         """Take an EMG sample [1, C] that carries its own stamp (ns)."""
@@ -177,25 +186,23 @@ class InputTimeline:
         self.pending.append((times, samples))
         self.rates['emg'].add(times[-1], len(samples))
         self.receipt['emg'] = time.monotonic()
+        self._drain_emg()
 
-    def _stamp_emg(self, newest_wall):
-        """Give waiting EMG chunks their time on the encoders' time line."""
-        while self.unstamped:
-            published, now, samples = self.unstamped[0]
-            if published is None or not self.walls:
-                receipt = now
-            elif newest_wall is not None and published > newest_wall:
-                break          # published after the newest encoder sample: wait for the next
-            else:
-                receipt = _interpolate_stamp(self.walls, published)
-            self.unstamped.popleft()
-            t = self.seconds(receipt)
-            if len(samples) == 1:
-                times = self.intake.times(t, 1, stamped=True)
-            else:
-                times = self.intake.times(t, len(samples))
-            self.pending.append((times, samples))
-            self.rates['emg'].add(t, len(samples))
+    def _wall_stamp(self, published):
+        """
+        Return the encoder stamp (ns) of publish time ``published`` (wall ns).
+
+        Between encoder samples it is interpolated between theirs; after the newest one it
+        is carried on from it at the rate stamps advance against publish times (1 live,
+        the replay rate in a replay) over the last ``WALL_SPAN``.
+        """
+        walls = self.walls
+        w1, s1 = walls[-1]
+        if published <= w1:
+            return _interpolate_stamp(walls, published)
+        w0, s0 = walls[0]
+        slope = (s1 - s0) / (w1 - w0) if w1 - w0 >= WALL_SPAN * 1e9 else 1.0
+        return s1 + int(round((published - w1) * slope))
 
     def _drain_emg(self):
         lag = self.intake.lag
@@ -257,8 +264,6 @@ class InputTimeline:
         self.receipt['encoders'] = time.monotonic()
         if published_ns is not None:
             self.walls.append((published_ns, stamp))
-        self._stamp_emg(published_ns)
-        self._drain_emg()
         self.velocity.push(t, q)
         if self.sink is not None:
             self.sink.put_encoders(t, q, qd, tau)
@@ -319,7 +324,6 @@ class InputTimeline:
         EMG still waiting was published before the sample that jumped back (messages are
         handled in publish order): it belongs to the stream before the jump.
         """
-        self.unstamped.clear()
         self.pending.clear()
         self.intake.reset()
         self.walls.clear()
