@@ -91,7 +91,7 @@ def main():
     # compile everything once before timing
     prob.half_cost(z0, win)
     prob.normal(z0, win)
-    prob.adam_fit(z0, win, 1, z_prior=z0, learning_rate=args.adam_lr)
+    prob.adam_fit(z0, win, 1, prior=z0, learning_rate=args.adam_lr)
     rows = []
 
     lm = Trace(error)
@@ -113,7 +113,7 @@ def main():
                 raise Done
 
     try:
-        prob.adam_fit(z0, win, 10 ** 9, z_prior=z0, learning_rate=args.adam_lr,
+        prob.adam_fit(z0, win, 10 ** 9, prior=z0, learning_rate=args.adam_lr,
                       callback=on_adam)
     except Done:
         pass

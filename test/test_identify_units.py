@@ -1,6 +1,6 @@
 """Pieces of the identifier: parameter space, buffers, solvers, uncertainty, online logic."""
 
-from diffmsm_ros.identify import online, params, residuals, solvers, uncertainty
+from diffmsm_ros.identify import online, params, posterior, residuals, solvers, uncertainty
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.online import _dummy_window, OnlineIdentifier
 from diffmsm_ros.identify.problem import IdentifyConfig, NOISE_LEVEL, Problem
@@ -149,10 +149,10 @@ def test_lm_solves_a_nonlinear_least_squares_problem():
         r = residual(jnp.asarray(z))
         return float(0.5 * jnp.sum(r * r))
 
-    state = solvers.lm_init(cost, np.zeros(2), np.zeros(2), 1e6)
+    state = solvers.lm_init(cost, np.zeros(2), posterior.template(2, 1e6))
     for _ in range(50):
         state = solvers.lm_iteration(normal, cost, state, -10 * np.ones(2), 10 * np.ones(2),
-                                     np.zeros(2), 1e6)
+                                     posterior.template(2, 1e6))
         if not state.accepted:
             break
     np.testing.assert_allclose(state.z, target, atol=1e-6)
@@ -172,7 +172,7 @@ def test_lm_refuses_invalid_trial_points_only_from_a_valid_point():
     state = solvers.lm_start(np.zeros(1))
     for _ in range(30):
         state = solvers.lm_iteration(normal, cost, state, -10 * np.ones(1), 10 * np.ones(1),
-                                     np.zeros(1), 1e6, valid=valid)
+                                     posterior.template(1, 1e6), valid=valid)
         assert valid(state.z)
         np.testing.assert_allclose(state.data_cost, cost(state.z))
     assert state.z[0] > 0.9
@@ -180,7 +180,7 @@ def test_lm_refuses_invalid_trial_points_only_from_a_valid_point():
     state = solvers.lm_start(np.array([1.5]))
     for _ in range(30):
         state = solvers.lm_iteration(normal, cost, state, -10 * np.ones(1), 10 * np.ones(1),
-                                     np.zeros(1), 1e6, valid=valid)
+                                     posterior.template(1, 1e6), valid=valid)
     np.testing.assert_allclose(state.z, [2.0], atol=1e-6)
 
 
@@ -303,7 +303,8 @@ def test_online_identifier_refuses_invalid_candidates(elbow):
 
 
 def test_online_window_grows_by_chunks_and_robust_starts_rerun(elbow):
-    config = IdentifyConfig(window=3.5, chunk=1.5, holdout=0.5, warmup=0.2, iterations=1)
+    config = IdentifyConfig(window=3.5, chunk=1.5, holdout=0.5, warmup=0.2, iterations=1,
+                            memory=False)
     ident = OnlineIdentifier(elbow, config)
     assert ident.chunks == 3
     rng = np.random.default_rng(0)

@@ -9,7 +9,8 @@ import dataclasses
 import functools
 import math
 
-from diffmsm_ros.identify import envelope_information, params, residuals, solvers, uncertainty
+from diffmsm_ros.identify import (envelope_information, params, posterior, residuals, solvers,
+                                  uncertainty)
 from diffmsm_ros.model.skeleton import inertia_matrix as skeleton_inertia_matrix
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,9 @@ class IdentifyConfig:
     excitation_noise: float = 0.0   # relative EMG envelope error profiled per segment
     excitation_terms: int = 1       # 1: a gain per muscle and segment, 2: gain and trend
     prior_std: float = 1.0      # template prior, in normalised units (0.1 is about 10 %)
+    memory: bool = True         # carry what older data determined (an arrival cost)
+    drift: dict = dataclasses.field(      # random walk per parameter kind, % per sqrt(min)
+        default_factory=lambda: dict(params.DEFAULT_DRIFT))
     iterations: int = 3         # LM iterations per online update
     max_iterations: int = 60    # LM iterations for an offline fit
     tolerance: float = 1e-12    # relative cost decrease that ends a fit
@@ -68,6 +72,13 @@ class IdentifyConfig:
             raise ValueError('identification.method must be euler or rk4')
         if self.iterations < 1 or self.max_iterations < 1:
             raise ValueError('identification iterations must be at least 1')
+        unknown = set(self.drift) - set(params.DEFAULT_DRIFT)
+        if unknown:
+            raise ValueError(f'identification.drift: unknown kinds {sorted(unknown)}; '
+                             f'kinds are {sorted(params.DEFAULT_DRIFT)}')
+        if any(not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)
+               for v in self.drift.values()):
+            raise ValueError('identification.drift values must be finite and not negative')
 
 
 STEP_TOLERANCE = 1e-8   # normalised units: a fit whose step is smaller has converged
@@ -96,7 +107,7 @@ class Problem:
     Template + parameter space + residuals, with jitted per-window pieces.
 
     ``z = 0`` is the template.  Fits take a window or a list of windows (of one shape, so
-    the compiled code is shared) and the prior's centre ``z_prior`` (default: the template),
+    the compiled code is shared) and a prior (``belief``: default the template's),
     so one Problem serves any initial guess and any session length.
     """
 
@@ -198,7 +209,7 @@ class Problem:
         return ''
 
     def analyse(self, z, hess, half_cost, count, external_torque=None, scores=None,
-                wins=None, envelope_noise=None):
+                wins=None, envelope_noise=None, prior=None, carried_envelope=None):
         """
         Uncertainty analysis at z (``uncertainty.analyse``) with jitted derivatives.
 
@@ -206,16 +217,22 @@ class Problem:
         filter) and the windows ``wins`` add the information the envelope's random error
         leaves (``envelope_information``), which then bounds every 1-sigma from below.
         With profiled excitation gains but no measured envelope noise it warns that the
-        1-sigma values leave that error out.
+        1-sigma values leave that error out.  ``prior`` (a ``belief``) is the information
+        carried from earlier data; default the template prior.  ``carried_envelope`` is the
+        envelope information of the data absorbed into it.
         """
         zz = jnp.asarray(z, dtype=jnp.float64)
         input_info = None
         if envelope_noise is not None and wins is not None:
             input_info = self.envelope_information(zz, wins, envelope_noise)
+        if input_info is not None and carried_envelope is not None:
+            input_info = input_info + carried_envelope
         analysis = uncertainty.analyse(self.space, z, hess, half_cost, count,
                                        self.config.prior_std, external_torque=external_torque,
                                        jacobian=self._theta_jacobian(zz), scale=self._scale(zz),
-                                       scores=scores, input_info=input_info)
+                                       scores=scores, input_info=input_info,
+                                       prior_info=None if prior is None else
+                                       self.belief(prior).info)
         if self.config.excitation_noise > 0 and input_info is None:
             analysis.warnings.append(EXCITATION_NOISE_WARNING)
         return analysis
@@ -236,8 +253,16 @@ class Problem:
         return sum(np.asarray(self._envelope_info(zz, w, smoothed_acceleration(w), density))
                    for w in _as_list(wins))
 
-    def _prior(self, z_prior):
-        return np.zeros(self.space.size) if z_prior is None else np.asarray(z_prior, float)
+    def belief(self, prior=None):
+        """
+        Return the prior as a ``posterior.Belief``.
+
+        None is the template prior; an array is a prior of the template's spread centred
+        there; a Belief (what earlier data carried) is used as it is.
+        """
+        if isinstance(prior, posterior.Belief):
+            return prior
+        return posterior.template(self.space.size, self.config.prior_std, prior)
 
     # ------------------------------------------------------------------ data terms
     def normal(self, z, wins):
@@ -268,11 +293,10 @@ class Problem:
         return 2.0 * half_cost / max(count, 1)
 
     # ------------------------------------------------------------------ solving
-    def lm_init(self, z0, wins, z_prior=None):
-        return solvers.lm_init(lambda z: self.half_cost(z, wins), z0, self._prior(z_prior),
-                               self.config.prior_std)
+    def lm_init(self, z0, wins, prior=None):
+        return solvers.lm_init(lambda z: self.half_cost(z, wins), z0, self.belief(prior))
 
-    def lm_step(self, state, wins, z_prior=None, mask=None, valid=None):
+    def lm_step(self, state, wins, prior=None, mask=None, valid=None):
         """
         One LM iteration on the shooting residual (parameters outside ``mask`` held).
 
@@ -280,19 +304,19 @@ class Problem:
         point is valid.  Steps are held in the wide box (``ParamSpace.project``).
         """
         return self._masked_iteration(state, lambda z: self.normal(z, wins),
-                                      lambda z: self.half_cost(z, wins), z_prior, mask,
+                                      lambda z: self.half_cost(z, wins), prior, mask,
                                       valid, wide=True)
 
-    def _masked_iteration(self, state, normal, cost, z_prior, mask, valid=None, wide=False):
-        z_prior = self._prior(z_prior)
+    def _masked_iteration(self, state, normal, cost, prior, mask, valid=None, wide=False):
+        prior = self.belief(prior)
         lower, upper = (self.fit_lower, self.fit_upper) if wide else (self.lower, self.upper)
 
         def project(z):
             return self.space.project(z, wide)
 
         if mask is None:
-            return solvers.lm_iteration(normal, cost, state, lower, upper, z_prior,
-                                        self.config.prior_std, project=project,
+            return solvers.lm_iteration(normal, cost, state, lower, upper, prior,
+                                        project=project,
                                         valid=valid,
                                         active=(functools.partial(self.space.held, wide=True),
                                                 self.space.rows) if wide else None,
@@ -311,8 +335,8 @@ class Problem:
 
         sub = state._replace(z=state.z[idx])
         out = solvers.lm_iteration(sub_normal, lambda zs: cost(expand(zs)), sub,
-                                   lower[idx], upper[idx], z_prior[idx],
-                                   self.config.prior_std,
+                                   lower[idx], upper[idx],
+                                   posterior.conditional(prior, idx, state.z),
                                    project=lambda zs: project(expand(zs))[idx],
                                    valid=None if valid is None else
                                    lambda zs: valid(expand(zs)))
@@ -374,7 +398,7 @@ class Problem:
                                                     self._inertia_floors)
                 if m[0] < floor]
 
-    def fit(self, z0, wins, z_prior=None, iterations=None, tolerance=None, callback=None,
+    def fit(self, z0, wins, prior=None, iterations=None, tolerance=None, callback=None,
             valid=None):
         """
         Levenberg-Marquardt on the shooting residual from z0; returns (z, objectives).
@@ -383,11 +407,11 @@ class Problem:
         """
         iterations = iterations or self.config.max_iterations
         tolerance = self.config.tolerance if tolerance is None else tolerance
-        state = self.lm_init(z0, wins, z_prior)
+        state = self.lm_init(z0, wins, prior)
         costs = [state.cost]
         for _ in range(iterations):
             before = state.z
-            state = self.lm_step(state, wins, z_prior, valid=valid)
+            state = self.lm_step(state, wins, prior, valid=valid)
             costs.append(state.cost)
             if callback is not None:
                 callback(state)
@@ -399,20 +423,20 @@ class Problem:
                 break
         return np.asarray(state.z), costs
 
-    def adam_fit(self, z0, win, steps, z_prior=None, learning_rate=1e-2, callback=None):
+    def adam_fit(self, z0, win, steps, prior=None, learning_rate=1e-2, callback=None):
         """Run the Diff-MSM baseline: Adam on the same objective (one window)."""
         state = solvers.adam_init(jnp.asarray(z0, dtype=jnp.float64), learning_rate)
         costs = []
         lower, upper = jnp.asarray(self.lower), jnp.asarray(self.upper)
         for _ in range(steps):
-            state = self._adam(state, lower, upper, win, jnp.asarray(self._prior(z_prior)),
+            state = self._adam(state, lower, upper, win, jnp.asarray(self.belief(prior).mean),
                                learning_rate=learning_rate)
             costs.append(float(state.cost))
             if callback is not None:
                 callback(state)
         return np.asarray(state.z), costs
 
-    def equation_fit(self, z0, wins, z_prior=None, iterations=30):
+    def equation_fit(self, z0, wins, prior=None, iterations=30):
         """LM on the equation error (inverse dynamics from smoothed derivatives)."""
         from diffmsm_ros.identify.decompose import smoothed_acceleration
         wins = _as_list(wins)
@@ -428,15 +452,15 @@ class Problem:
             zz = jnp.asarray(z, dtype=jnp.float64)
             return sum(float(self._eq_cost(zz, w, a)) for w, a in zip(wins, accs))
 
-        z_prior = self._prior(z_prior)
-        state = solvers.lm_init(cost, z0, z_prior, self.config.prior_std)
+        prior = self.belief(prior)
+        state = solvers.lm_init(cost, z0, prior)
         for _ in range(iterations):
-            state = self._masked_iteration(state, normal, cost, z_prior, None)
+            state = self._masked_iteration(state, normal, cost, prior, None)
             if not state.accepted:
                 break
         return np.asarray(state.z)
 
-    def solve(self, z0, wins, z_prior=None, iterations=None, restarts=4,
+    def solve(self, z0, wins, prior=None, iterations=None, restarts=4,
               noise_level=NOISE_LEVEL, bone_starts=BONE_STARTS, escapes=ESCAPES):
         """
         Multi-start LM on the shooting residual; returns (z, objectives of the kept run).
@@ -455,14 +479,14 @@ class Problem:
 
         def converged(start):
             nonlocal best
-            z, costs = self.fit(start, wins, z_prior, iterations)
+            z, costs = self.fit(start, wins, prior, iterations)
             if not (np.all(np.isfinite(z)) and np.isfinite(costs[-1])):
                 return False
             if best is None or costs[-1] < best[0]:
                 best = (costs[-1], z, costs)
             return self.cost(z, wins) <= noise_level
 
-        for start in self._starts(np.asarray(z0, dtype=float), wins, z_prior, restarts,
+        for start in self._starts(np.asarray(z0, dtype=float), wins, prior, restarts,
                                   bone_starts):
             if converged(start):
                 return best[1], best[2]
@@ -476,13 +500,13 @@ class Problem:
                 break
         return best[1], best[2]
 
-    def _starts(self, z0, wins, z_prior, restarts, bone_starts):
+    def _starts(self, z0, wins, prior, restarts, bone_starts):
         """Generate the starts of ``solve`` lazily (each robust start costs seconds)."""
-        yield self.initialise(z0, wins, z_prior)
+        yield self.initialise(z0, wins, prior)
         yield z0
         rng = np.random.default_rng(0)
         for _ in range(restarts):
-            yield self.initialise(self.jitter_muscles(z0, rng), wins, z_prior)
+            yield self.initialise(self.jitter_muscles(z0, rng), wins, prior)
         if not self.space.segments:
             return
         rng = np.random.default_rng(1)
@@ -491,14 +515,14 @@ class Problem:
                 base = self.space.scale_first_moments(z0, value)
             else:
                 base = self.space.project(z0 + rng.normal(0.0, value, z0.shape))
-            yield self.initialise(base, wins, z_prior)
+            yield self.initialise(base, wins, prior)
 
     def jitter_muscles(self, z, rng, std=MUSCLE_JITTER):
         """Return z (numpy) with its muscle coordinates jittered by N(0, std^2), projected."""
         muscles = self.space.mask(lambda e: e.section == 'muscles')
         return self.space.project(np.where(muscles, z + rng.normal(0.0, std, z.shape), z))
 
-    def initialise(self, z0, wins, z_prior=None):
+    def initialise(self, z0, wins, prior=None):
         """
         Robust start on the equation error.
 
@@ -515,14 +539,14 @@ class Problem:
             return sum(float(self._eq_cost(jnp.asarray(z), w, a)) for w, a in zip(wins, accs))
 
         shapes = self.space.mask(lambda e: e.field == 'tendon_slack_length').any()
-        candidates = [self.equation_fit(z0, wins, z_prior, iterations=30)]
+        candidates = [self.equation_fit(z0, wins, prior, iterations=30)]
         if shapes:
-            z = self.equation_fit(decompose.global_start(self, z0, wins), wins, z_prior,
+            z = self.equation_fit(decompose.global_start(self, z0, wins), wins, prior,
                                   iterations=30)
             cost = eq_cost(z)
             for _ in range(SWEEPS):
                 swept = self.equation_fit(decompose.sweep_muscles(self, z, wins), wins,
-                                          z_prior, iterations=30)
+                                          prior, iterations=30)
                 swept_cost = eq_cost(swept)
                 if not swept_cost < cost:
                     break

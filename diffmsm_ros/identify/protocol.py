@@ -74,7 +74,7 @@ def run(problem, win, spread, seeds, iterations=None):
         theta0 = theta_true * (1.0 + spread * rng.standard_normal(space.size))
         z0 = np.clip(np.asarray(space.to_z(theta0)), space.lower, space.upper)
         started = time.monotonic()
-        z, costs = problem.solve(z0, win, z_prior=z0, iterations=iterations,
+        z, costs = problem.solve(z0, win, prior=z0, iterations=iterations,
                                  noise_level=NOISE_FREE_LEVEL)
         seconds = time.monotonic() - started
         theta = np.asarray(space.from_z(z))

@@ -3,13 +3,15 @@ Least-squares solvers: Levenberg-Marquardt on accumulated normal equations, and 
 
 LM works from two callables that sum over any number of windows: ``normal(z)`` returning
 (J^T J, J^T r, 0.5 |r|^2) of the data residual and ``cost(z)`` returning 0.5 |r|^2; the
-prior 0.5 |(z - z_prior) / prior_std|^2 is added here.  Callers jit those per window shape
+prior, a ``posterior.Belief`` (the template's, or what earlier data carried), is added
+here.  Callers jit those per window shape
 once, so a session of any length reuses the same compiled code.  Adam (optax, the Diff-MSM
 baseline) follows optax's init/update shape; callers jit ``adam_update``.
 """
 
 from typing import NamedTuple
 
+from diffmsm_ros.identify import posterior
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,16 +43,11 @@ def normal_equations(residual, z, *args):
     return jac.T @ jac, jac.T @ r, 0.5 * jnp.sum(r * r), r.shape[0]
 
 
-def _prior_terms(z, z_prior, prior_std):
-    d = (z - z_prior) / prior_std
-    return np.eye(z.size) / prior_std ** 2, d / prior_std, 0.5 * float(d @ d)
-
-
-def lm_init(cost, z0, z_prior, prior_std, lam=1e-3):
-    """Start LM at z0 (objective = data cost + prior)."""
+def lm_init(cost, z0, prior, lam=1e-3):
+    """Start LM at z0 (objective = data cost + the prior ``Belief``)."""
     z0 = np.asarray(z0, dtype=float)
     data = float(cost(z0))
-    c = data + _prior_terms(z0, z_prior, prior_std)[2]
+    c = data + posterior.terms(prior, z0)[2]
     return LMState(z0, c if np.isfinite(c) else np.inf, lam, 2.0, True, data)
 
 
@@ -59,7 +56,7 @@ def lm_start(z0, lam=1e-3):
     return LMState(np.asarray(z0, dtype=float), np.inf, lam, 2.0, True)
 
 
-def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_tries=10,
+def lm_iteration(normal, cost, state, lower, upper, prior, max_tries=10,
                  project=None, valid=None, active=None, repair=None):
     """
     One Levenberg-Marquardt iteration with box bounds (projected steps).
@@ -79,7 +76,7 @@ def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_trie
     """
     z = state.z
     hess, grad, data_cost = (np.asarray(x, dtype=float) for x in normal(z)[:3])
-    ph, pg, pc = _prior_terms(z, z_prior, prior_std)
+    ph, pg, pc = posterior.terms(prior, z)
     hess, grad, current = hess + ph, grad + pg, float(data_cost) + pc
     if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad)) and np.isfinite(current)):
         return state._replace(accepted=False)
@@ -105,7 +102,7 @@ def lm_iteration(normal, cost, state, lower, upper, z_prior, prior_std, max_trie
         dz = z_new - z
         predicted = -(grad @ dz + 0.5 * dz @ hess @ dz)
         data_new = float(cost(z_new))
-        c_new = data_new + _prior_terms(z_new, z_prior, prior_std)[2]
+        c_new = data_new + posterior.terms(prior, z_new)[2]
         if np.isfinite(c_new) and c_new < current and predicted > 0:
             rho = (current - c_new) / predicted
             lam = float(np.clip(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),

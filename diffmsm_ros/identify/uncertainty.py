@@ -69,7 +69,7 @@ def sandwich_widening(hess, scores, prior, cov):
 
 def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
             weak_threshold=0.05, scale_threshold=0.05, jacobian=None, scale=None,
-            scores=None, widen_warning=2.0, input_info=None):
+            scores=None, widen_warning=2.0, input_info=None, prior_info=None):
     """
     Uncertainties and weak directions at z from the data normal equations J^T J.
 
@@ -80,13 +80,20 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     than ``widen_warning``.  With ``input_info`` (the information the EMG envelope's error
     leaves, same units as J^T J / s^2) each 1-sigma is at least the spread that information
     allows any estimate (its Cramer-Rao bound, prior left out), and the weak directions and
-    the strength scale are read from it.
+    the strength scale are read from it.  ``prior_info`` (objective units, like J^T J) is
+    the information carried from earlier data and the template prior (a
+    ``posterior.Belief``'s); without it the prior is the template's, N(0, prior_std^2).
+    Carried information is scaled by the residual variance as J^T J is, when that is
+    above 1.
     """
     hess = np.asarray(hess, dtype=float)
     p = hess.shape[0]
     s2 = max(2.0 * float(half_cost) / max(n - p, 1), 1e-30)
     info = hess / s2
-    prior = np.eye(p) / prior_std ** 2
+    if prior_info is None:
+        prior = np.eye(p) / prior_std ** 2
+    else:
+        prior = np.asarray(prior_info, dtype=float) / max(s2, 1.0)
     cov = np.linalg.inv(info + prior)
     widen = np.ones(p) if scores is None else sandwich_widening(hess, scores, prior, cov)
     envelope = np.ones(p)

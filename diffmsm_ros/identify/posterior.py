@@ -1,0 +1,106 @@
+"""
+A Gaussian belief about the normalised parameters z, carried through a session.
+
+``Belief(mean, info)``: mean [P] and information matrix [P, P] (inverse covariance), both
+in the normalised space of ``params.ParamSpace``.  Pure functions move it along:
+
+- ``template(size, prior_std)``: the template prior N(0, prior_std^2 I);
+- ``absorb(belief, hess, grad, z_lin)``: add data whose least-squares cost, linearised at
+  z_lin, is 0.5 |r + J (z - z_lin)|^2 (hess = J^T J, grad = J^T r at z_lin);
+- ``widen(belief, drift, seconds)``: a random walk of ``drift`` (normalised units per
+  square root of a minute, per parameter) over ``seconds``: P <- P + diag(drift^2) t;
+- ``terms(belief, z)``: the prior's (hessian, gradient, cost) at z for a solver.
+
+With no drift and data linear in z, absorbing data piece by piece and fitting the newest
+piece against the belief gives the batch fit over all of it (recursive least squares),
+which ``test_posterior`` checks.
+"""
+
+import typing
+
+import numpy as np
+
+
+class Belief(typing.NamedTuple):
+    """N(mean, info^-1) in normalised units."""
+
+    mean: np.ndarray
+    info: np.ndarray
+
+    @property
+    def size(self):
+        return self.mean.shape[0]
+
+    def std(self):
+        """1-sigma per coordinate (normalised units)."""
+        return np.sqrt(np.clip(np.diag(covariance(self)), 0.0, None))
+
+
+def template(size, prior_std, centre=None):
+    """Return the template prior: N(centre (default 0), prior_std^2 I)."""
+    mean = np.zeros(size) if centre is None else np.asarray(centre, dtype=float).copy()
+    return Belief(mean, np.eye(size) / prior_std ** 2)
+
+
+def covariance(belief):
+    """Covariance of the belief (symmetrised inverse of its information)."""
+    cov = np.linalg.inv(belief.info)
+    return 0.5 * (cov + cov.T)
+
+
+def terms(belief, z):
+    """(hessian, gradient, cost) of 0.5 (z - mean)^T info (z - mean) at z."""
+    d = np.asarray(z, dtype=float) - belief.mean
+    g = belief.info @ d
+    return belief.info, g, 0.5 * float(d @ g)
+
+
+def absorb(belief, hess, grad, z_lin):
+    """Return the belief with data added, linearised at z_lin (see the module text)."""
+    hess = np.asarray(hess, dtype=float)
+    info = belief.info + hess
+    info = 0.5 * (info + info.T)
+    rhs = belief.info @ belief.mean + hess @ np.asarray(z_lin, dtype=float) - np.asarray(
+        grad, dtype=float)
+    return Belief(np.linalg.solve(info, rhs), info)
+
+
+def widen(belief, drift, seconds):
+    """Spread the belief by a random walk of ``drift`` (per sqrt minute) over ``seconds``."""
+    drift = np.broadcast_to(np.asarray(drift, dtype=float), belief.mean.shape)
+    if seconds <= 0 or not np.any(drift > 0):
+        return belief
+    cov = covariance(belief) + np.diag(drift ** 2 * seconds / 60.0)
+    info = np.linalg.inv(cov)
+    return Belief(belief.mean, 0.5 * (info + info.T))
+
+
+def conditional(belief, idx, z):
+    """Return the belief about coordinates ``idx`` with the others held at z's."""
+    idx = np.asarray(idx)
+    rest = np.setdiff1d(np.arange(belief.size), idx)
+    info = belief.info[np.ix_(idx, idx)]
+    mean = belief.mean[idx]
+    if rest.size:
+        held = np.asarray(z, dtype=float)[rest] - belief.mean[rest]
+        shift = belief.info[np.ix_(idx, rest)] @ held
+        mean = mean - np.linalg.solve(info, shift)
+    return Belief(mean, info)
+
+
+def usable(belief):
+    """Whether the belief is finite with a positive definite information matrix."""
+    if not (np.all(np.isfinite(belief.mean)) and np.all(np.isfinite(belief.info))):
+        return False
+    try:
+        np.linalg.cholesky(belief.info)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+def gained(belief, reference):
+    """Information gained over ``reference`` (nats): 0.5 log det(info) - ... of the two."""
+    _, a = np.linalg.slogdet(belief.info)
+    _, b = np.linalg.slogdet(reference.info)
+    return 0.5 * float(a - b)
