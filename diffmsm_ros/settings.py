@@ -93,6 +93,21 @@ SPECS = {
                                    low=1e-7, high=0.1, read_only=True),
     'identification.prior_std': Spec(1.0, 'template prior spread, normalised units',
                                      low=1e-3, high=1e3, read_only=True),
+    'identification.memory': Spec(True, 'carry what earlier data determined into every '
+                                  'update (an arrival cost) instead of the template prior',
+                                  read_only=True),
+    'identification.drift.strength': Spec(2.0, 'random walk of muscle strengths, % per '
+                                          'sqrt(min) (fatigue)', low=0.0, high=100.0,
+                                          read_only=True),
+    'identification.drift.lengths': Spec(0.1, 'random walk of optimal fibre and tendon slack '
+                                         'lengths, % per sqrt(min)', low=0.0, high=100.0,
+                                         read_only=True),
+    'identification.drift.activation': Spec(0.5, 'random walk of activation time constants, '
+                                            'EMG gains and delays, % per sqrt(min)',
+                                            low=0.0, high=100.0, read_only=True),
+    'identification.drift.bones': Spec(0.0, 'random walk of segment inertial parameters and '
+                                       'joint damping, % per sqrt(min)', low=0.0,
+                                       high=100.0, read_only=True),
     'identification.parameters.muscles': Spec(
         ['max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length'],
         'muscle parameters to identify', read_only=True),
@@ -202,6 +217,9 @@ def identify_config(values):
     noise = values['identification.excitation_noise']
     kwargs['excitation_noise'] = noise if noise >= 0 else (0.2 if raw else 0.0)
     kwargs['excitation_terms'] = 2 if raw else 1
+    kwargs['memory'] = values['identification.memory']
+    kwargs['drift'] = {kind: values[f'identification.drift.{kind}']
+                       for kind in ('strength', 'lengths', 'activation', 'bones')}
     kwargs['parameters'] = {
         section: [f for f in values[f'identification.parameters.{section}'] if f]
         for section in ('muscles', 'segments', 'joints')}

@@ -2,8 +2,12 @@
 Offline identification of a recorded session with the node's own pipeline.
 
 The recording is fed, in time order and as fast as the machine allows, through the same
-EMG processing and the same OnlineIdentifier the node runs; then the parameters are refined
-once on the whole session (at most ``final_window`` seconds, the most recent).
+EMG processing and the same OnlineIdentifier the node runs.  With memory (the default) the
+online identifier already carries everything it saw; where no parameter may drift the
+parameters are then refined on the whole session at once, in chunks whose normal
+equations add up (memory bounded whatever the length); with drift the answer is where the
+online identifier ended, and the trajectory is in the history.  Without memory the whole
+session is fitted with the multi-start solver.
 """
 
 import dataclasses
@@ -184,18 +188,21 @@ def split_windows(win, steps, warmup):
     return out
 
 
-def identify_recording(template, recording, values, progress=True, final_window=120.0,
-                       on_update=None, period=None):
+FINAL_ITERATIONS = 12    # LM iterations of the whole-session refinement (from a close start)
+
+
+def identify_recording(template, recording, values, progress=True, on_update=None,
+                       period=None):
     """
     Identify a recorded session; returns (SubjectFile, History, final-fit info).
 
-    ``period`` (s of data between online updates) defaults to a fast replay: updates on one
-    chunk of the window each, back to back without overlap, which keeps an offline run
-    faster than real time (the final fit over all the data does the real work); pass
-    ``identification.period`` to replay exactly what the node would do.
+    ``period`` (s of data between online updates) defaults to a fast replay: one update
+    per chunk (with memory each chunk is absorbed once the next ones cover the window;
+    without, updates on one window each, back to back), which keeps an offline run faster
+    than real time; pass ``identification.period`` to replay exactly what the node does.
     """
     config = settings_mod.identify_config(values)
-    if period is None:
+    if period is None and not config.memory:
         config = dataclasses.replace(config, window=config.chunk or config.window, chunk=0.0)
         period = max(config.period, config.window - config.holdout)
     model = template.model
@@ -203,29 +210,44 @@ def identify_recording(template, recording, values, progress=True, final_window=
         recording, values, model.muscle_names, with_noise=True)
     ident = OnlineIdentifier(template, config)
     ident.envelope_noise = envelope_noise
+    if period is None:
+        period = ident.fit_span * ident.h
     duration = max(recording.joint_t[-1], recording.emg_t[-1]) - min(
         recording.joint_t[0], recording.emg_t[0])
     bar = Progress(duration, enabled=progress)
     history = replay(ident, recording, excitations, period, bar, on_update, emg_t=emg_t)
     bar.close()
     win, grid = session_window(recording, excitations, emg_t, model, ident.history,
-                               final_window)
+                               np.inf)
     wins = split_windows(win, ident.fit_steps, ident.warmup_steps)
     problem = ident.problem
     started = time.monotonic()
-    # from where the online identifier got to, through the robust start on all the data
-    z, costs = problem.solve(ident.z, wins, restarts=1, bone_starts=(), escapes=())
-    if problem.unphysical(z) and not problem.unphysical(ident.z):
-        # weakly determined inertia drifted out of physical bodies, which a model file
-        # cannot hold: fit again from the online model with every step kept physical
-        z, costs = problem.fit(ident.z, wins, valid=lambda zz: not problem.unphysical(zz))
-    hess, _, half, count, scores = problem.normal(z, wins)
-    analysis = problem.analyse(z, hess, half, count, external_torque=external_torque_rms(wins),
-                               scores=scores, wins=wins, envelope_noise=envelope_noise)
+    drifting = config.memory and np.any(ident.drift > 0)
+    if drifting:
+        # parameters that change over the session: the answer is where the carried belief
+        # and the newest data leave them (no fit of one model to the whole session)
+        z, costs = ident.z, [float('nan')]
+        analysis = ident.last_analysis
+        half, count = ident.problem.half_cost(z, wins), 0
+    else:
+        if config.memory:
+            # the carried belief brought the model close: refine it on all the data at once
+            z, costs = problem.fit(ident.z, wins, iterations=FINAL_ITERATIONS)
+        else:
+            # from where the online identifier got to, through the robust start on all data
+            z, costs = problem.solve(ident.z, wins, restarts=1, bone_starts=(), escapes=())
+        if problem.unphysical(z) and not problem.unphysical(ident.z):
+            # weakly determined inertia drifted out of physical bodies, which a model file
+            # cannot hold: fit again from the online model with every step kept physical
+            z, costs = problem.fit(ident.z, wins, valid=lambda zz: not problem.unphysical(zz))
+        hess, _, half, count, scores = problem.normal(z, wins)
+        analysis = problem.analyse(z, hess, half, count,
+                                   external_torque=external_torque_rms(wins), scores=scores,
+                                   wins=wins, envelope_noise=envelope_noise)
     summary = dict(ident.identification_summary())
     summary.update({'window': float(grid[-1] - grid[0]), 'final_fit_iterations': len(costs) - 1,
                     'final_fit_seconds': time.monotonic() - started,
-                    'loss': 2.0 * half / max(count, 1),
+                    'loss': problem.mean_cost(half, wins),
                     'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')})
     sf = subject_file(template, problem, z, analysis, summary)
     info = {'window': win, 'grid': grid, 'problem': problem, 'z': z, 'analysis': analysis,

@@ -12,7 +12,7 @@ import dataclasses
 import time
 
 from diffmsm_ros.files import modelfile
-from diffmsm_ros.identify import solvers
+from diffmsm_ros.identify import params, posterior, solvers
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.problem import NOISE_LEVEL, Problem
 from diffmsm_ros.identify.window import from_arrays
@@ -54,16 +54,21 @@ class OnlineIdentifier:
         model = template.model
         self.h = model.timestep
         self.nq, self.nm = model.n_joints, model.n_muscles
-        # the window is fitted in pieces of one compiled shape ("chunks"): the newest chunk
-        # ends at the hold-out, older ones are added as data accumulate
-        chunk = config.chunk or config.window
+        # the window is fitted in pieces of one compiled shape ("chunks").  Without memory
+        # the newest chunk ends at the hold-out and older ones are added as data
+        # accumulate; with memory chunks lie end to end from where the carried belief
+        # ends, and the oldest is absorbed into the belief once the others cover the window
+        chunk = config.chunk or (
+            config.holdout + 0.5 * (config.window - config.holdout) if config.memory
+            else config.window)
         self.chunk_steps = int(round(chunk / self.h))
         self.holdout_steps = int(round(config.holdout / self.h))
         self.warmup_steps = int(round(config.warmup / self.h))
         self.history = int(round(MAX_DELAY / self.h))
+        self.window_steps = int(round((config.window - config.holdout) / self.h))
         self.chunks = max(1, int((config.window - config.holdout) / (chunk - config.holdout)
                                  + 1e-9))
-        total = self.chunks * self.fit_span + self.holdout_steps + self.warmup_steps
+        total = (self.chunks + 1) * self.fit_span + self.holdout_steps + self.warmup_steps
         capacity = total + self.history + int(round(2.0 / self.h))
         required = np.r_[np.ones(self.nq), np.zeros(self.nq), np.ones(self.nq)].astype(bool)
         self.encoders = GridBuffer(capacity, 3 * self.nq, self.h, required=required)
@@ -86,6 +91,16 @@ class OnlineIdentifier:
         # raw EMG: the envelope filter's noise density S0 per muscle (1/Hz), set by whoever
         # filters the EMG; it widens the 1-sigma values to what the envelope allows
         self.envelope_noise = None
+        # memory: what the data before ``arrival_index`` determined (the arrival cost),
+        # widened by the declared drift as time passes; the template prior at first
+        self.drift = params.drift_vector(self.problem.space, config.drift)
+        self.arrival = self.problem.belief()
+        self.good_arrival = self.arrival
+        self.arrival_index = None
+        self.carried_envelope = None     # raw EMG: envelope information absorbed so far
+        self.absorbed = 0                # chunks absorbed into the belief
+        self.belief_rollbacks = 0        # absorptions refused (non-finite, not definite)
+        self.posterior = self.arrival    # the belief after the newest accepted update
 
     # ------------------------------------------------------------------ input
     def _check_time(self, stream, t):
@@ -121,10 +136,11 @@ class OnlineIdentifier:
             self.emg.push(tk, uk)
 
     def clear(self):
-        """Drop buffered data (the model is kept)."""
+        """Drop buffered data (the model and what earlier data determined are kept)."""
         self.encoders.reset()
         self.emg.reset()
         self.last_time = {}
+        self.arrival_index = None
 
     def reset(self):
         """Back to the template model with empty buffers."""
@@ -135,6 +151,9 @@ class OnlineIdentifier:
         self.chunks_seen = 0
         self.retries = 0
         self.last_analysis = None
+        self.arrival = self.good_arrival = self.posterior = self.problem.belief()
+        self.carried_envelope = None
+        self.absorbed = 0
 
     # ------------------------------------------------------------------ windows
     def available(self):
@@ -146,14 +165,29 @@ class OnlineIdentifier:
     def ready(self):
         return self.available()[1] >= self.chunk_steps + self.warmup_steps
 
-    def _window(self, end, steps):
-        """Window of ``steps`` samples ending at grid index ``end``; warm-up weighted 0."""
+    def _window(self, end, steps, last=None):
+        """
+        Window of ``steps`` samples ending at grid index ``end``; warm-up weighted 0.
+
+        Samples after ``last`` (default ``end``) weigh 0 too; those not received yet are
+        filled in (a chunk still growing).
+        """
         start = end - steps + 1
-        enc, enc_ok = self.encoders.get(start, steps)
-        emg, emg_ok = self.emg.get(start - self.history, steps + self.history)
+        newest = min(self.encoders.newest, self.emg.newest)
+        have = min(end, newest) - start + 1
+        enc, enc_ok = self.encoders.get(start, have)
+        emg, emg_ok = self.emg.get(start - self.history, have + self.history)
+        if have < steps:
+            pad = steps - have
+            enc = np.concatenate([enc, np.repeat(enc[-1:], pad, axis=0)])
+            emg = np.concatenate([emg, np.repeat(emg[-1:], pad, axis=0)])
+            enc_ok = np.concatenate([enc_ok, np.zeros(pad, bool)])
+            emg_ok = np.concatenate([emg_ok, np.zeros(pad, bool)])
         nq = self.nq
         q, qd, tau = enc[:, :nq], enc[:, nq:2 * nq], enc[:, 2 * nq:]
         ok = enc_ok & emg_ok[self.history:]
+        if last is not None and last < end:
+            ok[last - start + 1:] = False
         weight = ok.astype(float)
         weight[:self.warmup_steps] = 0.0
         q = np.where(ok[:, None], q, np.nan)
@@ -165,12 +199,52 @@ class OnlineIdentifier:
     def windows(self):
         """(fit windows, newest first, and the hold-out window) for the newest data."""
         end, count = self.available()
+        hold = self._window(end, self.holdout_steps + self.warmup_steps)
+        if self.config.memory:
+            return self._carried_windows(end, count), hold
         chunks = min(self.chunks, 1 + (count - self.chunk_steps - self.warmup_steps) //
                      self.fit_span)
         fit = [self._window(end - self.holdout_steps - k * self.fit_span, self.fit_steps)
                for k in range(max(chunks, 1))]
-        hold = self._window(end, self.holdout_steps + self.warmup_steps)
         return fit, hold
+
+    def _carried_windows(self, end, count):
+        """
+        Return the chunks from where the carried belief ends to the hold-out, newest first.
+
+        Chunks lie end to end from ``arrival_index``; while the others still cover the
+        window, the oldest one is absorbed into the belief at the current parameters (its
+        normal equations) and the belief widened by the drift over its span.
+        """
+        last = end - self.holdout_steps
+        oldest = end - count + 1 + self.warmup_steps
+        if self.arrival_index is None or self.arrival_index < oldest:
+            # the start of the data, or data the buffers no longer hold (not absorbed)
+            self.arrival_index = oldest
+        span = self.fit_span
+        while last - (self.arrival_index + span) + 1 >= self.window_steps:
+            self._absorb(self._window(self.arrival_index + span - 1, self.fit_steps))
+            self.arrival_index += span
+        starts = range(self.arrival_index, last + 1, span)
+        return [self._window(s + span - 1, self.fit_steps, last) for s in reversed(starts)]
+
+    def _absorb(self, win):
+        """Add a chunk leaving the window to the carried belief (then widened by drift)."""
+        hess, grad, _, _, _ = self.problem.normal(self.z, win)
+        belief = posterior.widen(posterior.absorb(self.arrival, hess, grad, self.z),
+                                 self.drift, self.fit_span * self.h)
+        if not posterior.usable(belief):
+            # a diverging or non-finite belief is rolled back, never used
+            self.arrival = self.good_arrival
+            self.belief_rollbacks += 1
+            return
+        self.arrival = self.good_arrival = belief
+        self.absorbed += 1
+        if self.envelope_noise is not None:
+            info = self.problem.envelope_information(self.z, [win], self.envelope_noise)
+            if info is not None:
+                self.carried_envelope = info if self.carried_envelope is None else \
+                    self.carried_envelope + info
 
     # ------------------------------------------------------------------ update
     def update(self):
@@ -192,30 +266,36 @@ class OnlineIdentifier:
             self.chunks_seen = len(fit)
             self.needs_global = True
             self.retries = 0
+        prior = self.prior()
         before = self.problem.cost(self.z, hold)
-        fits = [self._lm(self.z, fit, self.config.iterations)]
+        fits = [self._lm(self.z, fit, self.config.iterations, prior)]
         robust = self.needs_global
         if robust:
             start = self.z if self.retries == 0 else self.problem.jitter_muscles(
                 self.z, np.random.default_rng(self.retries))
-            z0 = self.problem.initialise(start, fit)
+            z0 = self.problem.initialise(start, fit, prior)
             # a robust start lands in the right basin but far down its slope: a few warm
             # iterations would leave it looking like a wrong basin (a high residual)
-            fits.append(self._lm(z0, fit, ROBUST_ITERATIONS))
+            fits.append(self._lm(z0, fit, ROBUST_ITERATIONS, prior))
         candidates = [state.z for state, _ in fits]
         costs = [self.problem.mean_cost(state.data_cost, fit)
                  if not self._validity(state.z) and np.isfinite(state.data_cost) else np.inf
                  for state, _ in fits]
+        if self.config.memory:
+            # with what earlier data carried, the best candidate is the best posterior
+            objective = [state.cost if np.isfinite(c) else np.inf
+                         for (state, _), c in zip(fits, costs)]
         if not np.any(np.isfinite(costs)):
             self._rollback()
             self._note_rejection()
             return self._done(UpdateResult(False, self._validity(candidates[0]) or
                                            'non-finite cost', data_time=data_time,
                                            robust_start=robust), started)
-        best = int(np.argmin(costs))
+        best = int(np.argmin(objective if self.config.memory else costs))
         z_new, fit_cost, stalled = candidates[best], costs[best], fits[best][1]
         after = self.problem.cost(z_new, hold)
-        if not np.isfinite(after) or not after < before:
+        refused = self._refusal(z_new, after, before, fit, hold, prior, fits[best][0])
+        if refused:
             self.rejected += 1
             if robust:
                 # a robust start that lost on the hold-out is not repeated at once: warm
@@ -224,7 +304,7 @@ class OnlineIdentifier:
                 self.rejections_in_row = 0
             self._note_rejection()
             return self._done(UpdateResult(
-                False, 'did not lower the hold-out error', fit_cost, before, after,
+                False, refused, fit_cost, before, after,
                 data_time=data_time, robust_start=robust, stalled=stalled), started)
         self.z = z_new
         self.good_z = z_new.copy()
@@ -235,13 +315,43 @@ class OnlineIdentifier:
                              and self.retries < RETRIES)
         self.retries += int(self.needs_global)
         self.rejections_in_row = 0
-        hess, _, half, count, scores = self.problem.normal(self.z, fit)
+        hess, grad, half, count, scores = self.problem.normal(self.z, fit)
+        self.posterior = posterior.absorb(prior, hess, grad, self.z)
         self.last_analysis = self.problem.analyse(
             self.z, hess, half, count, external_torque=external_torque_rms(fit), scores=scores,
-            wins=fit, envelope_noise=self.envelope_noise)
+            wins=fit, envelope_noise=self.envelope_noise,
+            prior=prior if self.config.memory else None, carried_envelope=self.carried_envelope)
         return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
                                        data_time=data_time, robust_start=robust,
                                        stalled=stalled), started)
+
+    def prior(self):
+        """Return the next fit's prior: the carried belief (the template's without memory)."""
+        return self.arrival if self.config.memory else self.problem.belief()
+
+    def _refusal(self, z_new, after, before, fit, hold, prior, state):
+        """
+        Why the candidate z_new is not taken ('' when it is).
+
+        Without memory it must lower the error on the held-out newest data.  With memory
+        it must lower the posterior's objective over everything it has seen: the carried
+        belief, the fitted chunks and the hold-out (so a drift is followed as soon as the
+        data show it, and the noise of one second does not decide); and it must not fit
+        the hold-out worse than the template does.
+        """
+        if not np.isfinite(after):
+            return 'non-finite hold-out error'
+        if not self.config.memory:
+            return '' if after < before else 'did not lower the hold-out error'
+        hold_half = self.problem.half_cost
+        new = state.cost + hold_half(z_new, hold)
+        old = self.problem.half_cost(self.z, fit) + posterior.terms(prior, self.z)[2] + \
+            hold_half(self.z, hold)
+        if not new < old:
+            return 'did not lower the posterior objective'
+        if after > self.problem.cost(np.zeros_like(z_new), hold):
+            return 'fits the held-out data worse than the template'
+        return ''
 
     def _note_rejection(self):
         """After ``GLOBAL_AFTER`` rejections in a row, try the robust start again."""
@@ -250,7 +360,7 @@ class OnlineIdentifier:
             self.needs_global = True
             self.rejections_in_row = 0
 
-    def _lm(self, z0, win, iterations):
+    def _lm(self, z0, win, iterations, prior=None):
         """
         Run up to ``iterations`` LM iterations from z0, stopping once stalled.
 
@@ -261,7 +371,7 @@ class OnlineIdentifier:
         stalled = False
         for _ in range(iterations):
             previous = state.data_cost
-            state = self.problem.lm_step(state, win)
+            state = self.problem.lm_step(state, win, prior)
             stalled = not state.accepted or bool(
                 np.isfinite(previous) and previous - state.data_cost <= STALLED * previous)
             if stalled:
@@ -306,7 +416,23 @@ class OnlineIdentifier:
                    'buffer_resets': self.resets}
         if self.envelope_noise is not None:
             summary['envelope_noise_density'] = [float(v) for v in self.envelope_noise]
+        if self.config.memory:
+            summary.update({'memory': True, 'drift_pct_per_sqrt_min': dict(self.config.drift),
+                            'absorbed_chunks': self.absorbed,
+                            'carried_seconds': self.absorbed * self.fit_span * self.h,
+                            'information_nats': self.information_gained(),
+                            'median_sigma': self.median_sigma()})
         return summary
+
+    def information_gained(self):
+        """Return what the data determined beyond the template prior (nats)."""
+        return posterior.gained(self.posterior, self.problem.belief())
+
+    def median_sigma(self):
+        """Median 1-sigma of the parameters (normalised units, about a fraction)."""
+        if self.last_analysis is not None:
+            return float(np.median(self.last_analysis.std_z))
+        return float(np.median(self.posterior.std()))
 
     @property
     def fit_span(self):

@@ -33,6 +33,13 @@ DEFAULT_SELECTION = {
     'segments': ['mass', 'com', 'inertia'],
     'joints': ['damping'],
 }
+# the random walk a parameter kind may take during a session, % per square root of a minute
+# (fatigue moves strengths; structure barely moves): identification.drift.<kind>
+DRIFT_KINDS = {'strength': ('max_isometric_force',),
+               'lengths': ('optimal_fiber_length', 'tendon_slack_length'),
+               'activation': ('tau_act', 'tau_deact', 'emg_gain', 'emg_delay'),
+               'bones': SEGMENT_FIELDS + JOINT_FIELDS}
+DEFAULT_DRIFT = {'strength': 2.0, 'lengths': 0.1, 'activation': 0.5, 'bones': 0.0}
 UNITS = {'max_isometric_force': 'N', 'optimal_fiber_length': 'm', 'tendon_slack_length': 'm',
          'tau_act': 's', 'tau_deact': 's', 'emg_gain': '', 'emg_delay': 's', 'mass': 'kg',
          'com': 'm', 'inertia': 'kg m^2', 'damping': 'N m s/rad', 'armature': 'kg m^2'}
@@ -386,3 +393,10 @@ def apply(model, space, theta):
 def values(model, space):
     """Return the selected parameters' current values, numpy [P]."""
     return np.array([value_of(model, e) for e in space.entries])
+
+
+def drift_vector(space, drift):
+    """Drift per coordinate of ``space`` (normalised units per sqrt(min)) from % per kind."""
+    rate = {field: float(drift.get(kind, DEFAULT_DRIFT[kind])) / 100.0
+            for kind, fields in DRIFT_KINDS.items() for field in fields}
+    return np.array([rate.get(e.field, 0.0) for e in space.entries])

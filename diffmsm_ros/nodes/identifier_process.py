@@ -80,7 +80,10 @@ def _child(template_spec, config, inbox, outbox):
             return {'enabled': ident.enabled, 'busy': worker.busy, 'updates': worker.updates,
                     'accepted': ident.accepted, 'rejected': ident.rejected,
                     'buffer_resets': ident.resets, 'queue_dropped': worker.dropped,
-                    'errors': worker.errors}
+                    'errors': worker.errors, 'median_sigma_pct': 100 * ident.median_sigma(),
+                    'information_nats': ident.information_gained(),
+                    'carried_s': ident.absorbed * ident.fit_span * ident.h,
+                    'belief_rollbacks': ident.belief_rollbacks}
 
         worker.compile()
         _release_free_memory()
@@ -140,7 +143,9 @@ class IdentifierProcess:
         self.on_model = on_model
         self.log = log or (lambda text: None)
         self.stats = {'enabled': True, 'busy': False, 'updates': 0, 'accepted': 0, 'rejected': 0,
-                      'buffer_resets': 0, 'queue_dropped': 0, 'errors': 0}
+                      'buffer_resets': 0, 'queue_dropped': 0, 'errors': 0,
+                      'median_sigma_pct': float('nan'), 'information_nats': 0.0,
+                      'carried_s': 0.0, 'belief_rollbacks': 0}
         self.dropped = 0
         self.model_yaml = None
         self._batch = []

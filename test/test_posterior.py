@@ -1,0 +1,122 @@
+"""What the identifier carries between updates (``identify.posterior``)."""
+
+import dataclasses
+
+from diffmsm_ros import settings
+from diffmsm_ros.identify import posterior
+from diffmsm_ros.identify.online import OnlineIdentifier
+import numpy as np
+import pytest
+
+SEEDS = range(5)
+
+
+def chunks(rng, count, rows, size, truth, noise):
+    """Linear-Gaussian data y = A z + e, in ``count`` chunks of ``rows`` rows."""
+    out = []
+    for _ in range(count):
+        a = rng.normal(size=(rows, size))
+        out.append((a, a @ truth + rng.normal(0.0, noise, rows)))
+    return out
+
+
+def fit(belief, data):
+    """Least squares on ``data`` with the belief as prior: (z, the belief after the data)."""
+    hess = sum(a.T @ a for a, _ in data)
+    rhs = belief.info @ belief.mean + sum(a.T @ y for a, y in data)
+    info = belief.info + hess
+    return np.linalg.solve(info, rhs), posterior.Belief(np.linalg.solve(info, rhs), info)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_carried_belief_with_no_drift_is_the_batch_fit(seed):
+    """Absorbing chunk after chunk (linearised anywhere) and fitting the newest = batch."""
+    rng = np.random.default_rng(seed)
+    size = 6
+    truth = rng.normal(size=size)
+    data = chunks(rng, 12, 20, size, truth, 0.3)
+    prior = posterior.template(size, 2.0)
+    batch, _ = fit(prior, data)
+    belief = prior
+    for a, y in data[:-3]:
+        z_lin = rng.normal(size=size)         # linear data: the point does not matter
+        belief = posterior.widen(
+            posterior.absorb(belief, a.T @ a, a.T @ (a @ z_lin - y), z_lin), 0.0, 60.0)
+    recursive, after = fit(belief, data[-3:])
+    np.testing.assert_allclose(recursive, batch, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(after.std(), fit(prior, data)[1].std(), rtol=1e-9)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_drift_follows_a_step_change(seed):
+    """A strength drops 20 % halfway: with drift the estimate follows, without it lags."""
+    rng = np.random.default_rng(seed)
+    size, minutes = 2, 20
+    seconds = 10.0                             # per chunk
+    final = {}
+    for drift in (0.0, 0.05):                  # normalised units per sqrt(min)
+        belief = posterior.template(size, 1.0)
+        estimates = []
+        for k in range(int(minutes * 60 / seconds)):
+            truth = np.array([0.0 if k * seconds < minutes * 30 else -0.2, 0.1])
+            (a, y), = chunks(rng, 1, 5, size, truth, 0.1)
+            z, _ = fit(belief, [(a, y)])
+            belief = posterior.widen(posterior.absorb(belief, a.T @ a, a.T @ (a @ z - y), z),
+                                     np.array([drift, 0.0]), seconds)
+            estimates.append(z[0])
+        final[drift] = np.array(estimates)
+    late = slice(-20, None)                    # the last 200 s
+    assert np.max(np.abs(final[0.05][late] + 0.2)) < 0.06, final[0.05][late]
+    assert np.mean(final[0.0][late]) > -0.14       # without drift: half way at best
+
+
+def test_drift_widens_only_what_may_drift():
+    belief = posterior.template(3, 0.1)
+    wide = posterior.widen(belief, np.array([0.02, 0.0, 0.0]), 240.0)
+    np.testing.assert_allclose(wide.std(), [np.sqrt(0.01 + 0.02 ** 2 * 4), 0.1, 0.1])
+
+
+def test_a_belief_that_is_not_usable_is_rolled_back(elbow):
+    """Non-finite normal equations never reach the carried belief."""
+    values = dict(settings.defaults(), **{'emg.sample_rate': 500.0})
+    config = dataclasses.replace(settings.identify_config(values), window=3.0, holdout=0.5)
+    ident = OnlineIdentifier(elbow, config)
+    from diffmsm_ros.identify.online import _dummy_window
+    win = _dummy_window(elbow.model, ident.fit_steps, ident.history, ident.h)
+    good = ident.arrival
+    ident._absorb(win)
+    assert ident.absorbed == 1 and posterior.usable(ident.arrival)
+    assert np.all(ident.arrival.std() < good.std() + 1e-12)
+    carried = ident.arrival
+    broken = dataclasses.replace(win, tau_exo=np.full_like(np.asarray(win.tau_exo), np.inf))
+    ident._absorb(broken)
+    assert ident.belief_rollbacks == 1 and ident.absorbed == 1
+    np.testing.assert_array_equal(ident.arrival.info, carried.info)
+    assert not posterior.usable(posterior.Belief(np.full(2, np.nan), np.eye(2)))
+    assert not posterior.usable(posterior.Belief(np.zeros(2), -np.eye(2)))
+
+
+def test_chunks_lie_end_to_end_and_the_oldest_is_absorbed(elbow):
+    """With memory the fitted chunks abut; one leaves into the belief per chunk of data."""
+    config = dataclasses.replace(settings.identify_config(settings.defaults()), window=3.5,
+                                 chunk=1.5, holdout=0.5, warmup=0.2, iterations=1)
+    ident = OnlineIdentifier(elbow, config)
+    h = ident.h
+    spans, absorbed = [], []
+    for k in range(int(8.0 / h)):
+        t = k * h
+        ident.add_encoders(t, [1.2 + 0.3 * np.sin(3.0 * t)], [0.9 * np.cos(3.0 * t)], [0.0])
+        ident.add_excitations([t], [np.full(6, 0.1)])
+        if k % 100 == 99 and ident.ready():
+            fit, hold = ident.windows()
+            weights = [np.asarray(w.weight) for w in fit]
+            for newer, older in zip(fit, fit[1:]):
+                assert float(older.q[-1, 0]) == float(newer.q[ident.warmup_steps - 1, 0])
+            spans.append(sum(float(w.sum()) for w in weights) * h)
+            absorbed.append(ident.absorbed)
+    # once the window is full the fitted data cover it, and at most one more chunk
+    full = spans[len(spans) // 2:]
+    assert min(full) >= 3.0 - 1e-9 and max(full) <= 4.0 + 1e-9, spans
+    # 8 s of data, 0.2 s warm-up and 0.5 s hold-out: the rest beyond the window absorbed
+    assert absorbed[-1] == int((8.0 - 0.2 - 0.5 - 3.0) / 1.0), absorbed
+    assert absorbed == sorted(absorbed)
