@@ -60,8 +60,8 @@ def readme_launch(readme_workspace, tmp_path_factory):
     """
     Start the README's ``ros2 launch`` line in the built workspace, on a domain of its own.
 
-    It is started, not waited for: test_readme_workspace.py waits for it, checks it and
-    stops it.  test_launch_namespace.py asks for it too, so that the two nodes compile at
+    It is started, not waited for: test_ros2_readme_workspace.py waits for it, checks it and
+    stops it.  test_ros2_launch_namespace.py asks for it too, so that the two nodes compile at
     the same time (each start is one busy core for about 20 s).
     """
     import ros2_tools

@@ -3,7 +3,7 @@ The launch files name only executables and files that exist and load with launch
 
 Also: the XML and YAML front ends declare what diffmsm.launch.py declares, the parameters
 file check of diffmsm.launch.py, and the replay command's ROS arguments.  (Started for real:
-test_launch_namespace.py and test_readme_workspace.py.)
+test_ros2_launch_namespace.py and test_ros2_readme_workspace.py.)
 """
 
 import ast

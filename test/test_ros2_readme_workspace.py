@@ -38,7 +38,7 @@ def node(readme_launch):
     from rclpy.executors import SingleThreadedExecutor
     launched = readme_launch['launched']
     context = rclpy.Context()
-    rclpy.init(args=['test_readme_workspace', '--ros-args'], context=context,
+    rclpy.init(args=['test_ros2_readme_workspace', '--ros-args'], context=context,
                domain_id=readme_launch['domain'])
     client = rclpy.create_node('readme_listener', context=context)
     executor = SingleThreadedExecutor(context=context)
@@ -72,13 +72,59 @@ def run_cli(node, *commands):
     return outputs
 
 
-@pytest.fixture(scope='module')
-def cli(node):
-    """
-    Run the parameter and service commands at the same time (each waits for discovery).
+def first_seconds(bag, seconds, out):
+    """Write the first ``seconds`` of ``bag`` to ``out``; return its encoder times after EMG."""
+    messages = list(bags.read_bag(bag))
+    end = messages[0][2] + int(seconds * 1e9)
+    messages = [m for m in messages if m[2] <= end]
+    bags.write_bag(out, messages)
+    first_emg = min(t for topic, _, t, _ in messages if topic == '/emg')
+    return [t for topic, _, t, _ in messages if topic == '/joint_states' and t > first_emg]
 
-    The refused ``ros2 param set`` calls are followed by ``ros2 param get`` of the same
-    parameter, and the out-of-range one also by the README's valid ``ros2 param set``.
+
+def hz_over_a_replay(node, folder):
+    """
+    Run the README's ``ros2 topic hz`` while its replay line plays a cut of the session.
+
+    ros2 topic hz takes messages in Python through a 5-deep best-effort queue: on this
+    2-core machine it loses some at 500 messages/s beside the node and the replay (it read
+    about 410 Hz at real time, 487 Hz at half speed), so a short cut of the session is
+    replayed at a quarter of real time.  With ``-s`` the command waits for ``/clock`` before
+    it subscribes (ros2cli 0.36 spins its discovery on the node's clock), and its first
+    message's time is off by tens of ms, which ``-w 500`` (the last 500 messages) leaves out.
+    Returns hz's output, the replay's (exit code, output), the encoder times of the cut
+    after its first EMG and the torque stamps the module's listener received meanwhile.
+    """
+    ws, listener = node['ws'], node['listener']
+    cut = os.path.join(folder, 'cut')
+    expected = first_seconds(os.path.join(ws.session, 'bag'), HZ_SECONDS, cut)
+    hz = ros2_tools.Launched(strip_comment(readme_line('ros2 topic hz ')), node['env'],
+                             os.path.join(folder, 'hz.log'))
+    try:
+        with listener.lock:
+            before = len(listener.torques)
+        replay = strip_comment(readme_line('ros2 run diffmsm_ros diffmsm replay ~/s1/bag'))
+        replay = replay.replace('~/s1/bag', cut) + f' --rate {HZ_REPLAY_RATE}'
+        replayed = ros2_tools.run(replay, node['env'], 300.0, cwd=ws.ws)
+        # hz prints once a second while messages come: let it print the replay's last second
+        printed = hz.output().count('average rate')
+        wait_until(lambda: hz.output().count('average rate') > printed, 3.0)
+    finally:
+        hz.ctrl_c(20.0)
+    with listener.lock:
+        received = [stamp for stamp, _ in listener.torques[before:]]
+    return hz.output(), replayed, expected, received
+
+
+@pytest.fixture(scope='module')
+def cli(node, tmp_path_factory):
+    """
+    Run the README's second-terminal commands, and the refused ones, all at the same time.
+
+    Each ros2 command spends seconds on discovery, so they run side by side: the refused
+    ``ros2 param set`` calls, each followed by ``ros2 param get`` of its parameter, the
+    README's valid one followed by a get, the describe, the service call, and ``ros2 topic
+    hz`` over a replay (``hz_over_a_replay``).
     """
     describe = strip_comment(readme_line('ros2 param describe /diffmsm'))
     valid_set = strip_comment(readme_line('ros2 param set /diffmsm'))
@@ -87,15 +133,16 @@ def cli(node):
         'describe': [describe + NO_DAEMON],
         'read_only': ['ros2 param set /diffmsm identification.window 3.0' + NO_DAEMON,
                       'ros2 param get /diffmsm identification.window' + NO_DAEMON],
-        'out_of_range': ['ros2 param set /diffmsm stale_timeout 100.0' + NO_DAEMON,
-                         'ros2 param get /diffmsm stale_timeout' + NO_DAEMON,
-                         valid_set + NO_DAEMON,
-                         'ros2 param get /diffmsm stale_timeout' + NO_DAEMON],
+        'out_of_range': ['ros2 param set /diffmsm diagnostics_period 100.0' + NO_DAEMON,
+                         'ros2 param get /diffmsm diagnostics_period' + NO_DAEMON],
+        'valid': [valid_set + NO_DAEMON, 'ros2 param get /diffmsm stale_timeout' + NO_DAEMON],
         'save': [save],
     }
     results = {}
-    threads = [threading.Thread(target=lambda k=k, c=c: results.__setitem__(k, run_cli(node, *c)))
-               for k, c in chains.items()]
+    jobs = {k: lambda c=c: run_cli(node, *c) for k, c in chains.items()}
+    jobs['hz'] = lambda: hz_over_a_replay(node, str(tmp_path_factory.mktemp('hz')))
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, jobs[k]()))
+               for k in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -162,13 +209,17 @@ def test_param_set_read_only_is_refused_with_its_reason(cli):
 
 
 def test_param_set_out_of_range_is_refused_with_its_reason(cli):
-    (_, refused), (_, before), (_, accepted), (_, after) = cli['out_of_range']
-    spec = settings.SPECS['stale_timeout']
+    (_, refused), (code, value) = cli['out_of_range']
+    spec = settings.SPECS['diagnostics_period']
     assert 'Setting parameter failed' in refused and 'out of range' in refused, refused
     assert f'Max: {spec.high}' in refused and 'value: 100.0' in refused, refused
-    assert 'Double value is: 0.1' in before, before          # unchanged (the default)
-    assert 'Set parameter successful' in accepted, accepted   # the README's valid value
-    assert 'Double value is: 0.2' in after, after
+    assert code == 0 and f'Double value is: {spec.default}' in value, value   # unchanged
+
+
+def test_param_set_of_a_valid_value_is_taken(cli):
+    (_, accepted), (code, value) = cli['valid']
+    assert 'Set parameter successful' in accepted, accepted   # the README's line
+    assert code == 0 and 'Double value is: 0.2' in value, value
 
 
 def test_service_call_saves_the_model(cli, node):
@@ -187,51 +238,15 @@ def test_service_call_saves_the_model(cli, node):
     assert modelfile.loads(text).model.n_muscles == 6
 
 
-def first_seconds(bag, seconds, out):
-    """Write the first ``seconds`` of ``bag`` to ``out``; return its encoder times after EMG."""
-    messages = list(bags.read_bag(bag))
-    end = messages[0][2] + int(seconds * 1e9)
-    messages = [m for m in messages if m[2] <= end]
-    bags.write_bag(out, messages)
-    first_emg = min(t for topic, _, t, _ in messages if topic == '/emg')
-    return [t for topic, _, t, _ in messages if topic == '/joint_states' and t > first_emg]
-
-
-def test_topic_hz_shows_the_encoder_rate(node, tmp_path):
-    """
-    ``ros2 topic hz -s`` on the torques of a replay: the encoder rate, in the bag's time.
-
-    ros2 topic hz takes messages in Python through a 5-deep best-effort queue: on this
-    2-core machine it loses some at 500 messages/s beside the node and the replay (it read
-    about 410 Hz at real time, 487 Hz at half speed), so a short cut of the session is
-    replayed at a quarter of real time.  With ``-s`` the command waits for ``/clock`` before
-    it subscribes (ros2cli 0.36 spins its discovery on the node's clock), and its first
-    message's time is off by tens of ms, which ``-w 500`` (the last 500 messages) leaves out.
-    """
-    ws, listener = node['ws'], node['listener']
-    truth = modelfile.load(os.path.join(ws.session, 'truth.yaml'))
+def test_topic_hz_shows_the_encoder_rate(cli, node):
+    """``ros2 topic hz -s`` on the torques of a replay: the encoder rate in the bag's time."""
+    output, (code, replayed), expected, received = cli['hz']
+    assert code == 0 and 'replayed' in replayed, replayed
+    truth = modelfile.load(os.path.join(node['ws'].session, 'truth.yaml'))
     rate = truth.extra['session']['encoder_rate']
-    cut = str(tmp_path / 'cut')
-    expected = first_seconds(os.path.join(ws.session, 'bag'), HZ_SECONDS, cut)
-    hz_line = strip_comment(readme_line('ros2 topic hz '))
-    hz = ros2_tools.Launched(hz_line, node['env'], str(tmp_path / 'hz.log'))
-    try:
-        with listener.lock:
-            before = len(listener.torques)
-        replay = strip_comment(readme_line('ros2 run diffmsm_ros diffmsm replay ~/s1/bag'))
-        replay = replay.replace('~/s1/bag', cut) + f' --rate {HZ_REPLAY_RATE}'
-        code, out = ros2_tools.run(replay, node['env'], 300.0, cwd=ws.ws)
-        assert code == 0 and 'replayed' in out, out
-        # hz prints once a second while messages come, each line the average since it
-        # subscribed: give it the chance to print the line with the replay's last second
-        printed = hz.output().count('average rate')
-        wait_until(lambda: hz.output().count('average rate') > printed, 3.0)
-    finally:
-        hz.ctrl_c(20.0)
-    rates = [float(v) for v in re.findall(r'average rate: ([0-9.]+)', hz.output())]
-    assert len(rates) >= 3, hz.output()          # 500 messages are 1 s of bag time
+    rates = [float(v) for v in re.findall(r'average rate: ([0-9.]+)', output)]
+    assert len(rates) >= 3, output               # 500 messages are 1 s of bag time
     assert abs(rates[-1] - rate) < 0.02 * rate, (rates, rate)
-    with listener.lock:
-        received = [stamp for stamp, _ in listener.torques[before:]]
+    # and the torques behind it: one per encoder sample after the first EMG
     assert len(set(expected) - set(received)) <= 0.01 * len(expected), \
         (len(expected), len(received))
