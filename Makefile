@@ -5,6 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The ROS 2 launch system, ros2 CLI and colcon as wheels (the launch, CLI and colcon tests
+# need them): shared/ros2-tools beside the repository, else /work/shared/ros2-tools.  Empty
+# when neither is there (those tests then skip, saying why); ROS2_TOOLS=DIR chooses another.
+ROS2_TOOLS ?= $(patsubst %/install.sh,%,$(firstword $(wildcard \
+	$(CURDIR)/../shared/ros2-tools/install.sh /work/shared/ros2-tools/install.sh)))
+TOOLS_STAMP := $(if $(ROS2_TOOLS),$(VENV)/.ros2-tools)
 
 # DDS stays on this machine, on a domain of its own.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -12,6 +18,7 @@ export ROS_LOCALHOST_ONLY := 1
 ROS_DOMAIN_ID ?= $(shell shuf -i 100-199 -n 1)
 export ROS_DOMAIN_ID
 export JAX_PLATFORMS := cpu
+export DIFFMSM_ROS2_TOOLS := $(ROS2_TOOLS)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv demo test lint bench clean
@@ -23,7 +30,11 @@ $(STAMP): requirements.txt requirements-pip.txt requirements-test.txt setup.py s
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
-venv: $(STAMP)
+$(VENV)/.ros2-tools: $(STAMP) $(ROS2_TOOLS)/install.sh
+	bash $(ROS2_TOOLS)/install.sh $(VENV)
+	@touch $@
+
+venv: $(STAMP) $(TOOLS_STAMP)
 
 demo: venv
 	$(BIN)/diffmsm demo

@@ -24,11 +24,12 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
-        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.*')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
     ],
     install_requires=['setuptools'] + _requirements('requirements-pip.txt'),
-    extras_require={'mujoco': ['mujoco-core', 'myo-sim']},
+    # 'test' names pytest so that colcon test runs the tests with it
+    extras_require={'mujoco': ['mujoco-core', 'myo-sim'], 'test': ['pytest']},
     zip_safe=False,
     maintainer='diffmsm_ros maintainers',
     maintainer_email='maintainers@users.noreply.b-seed-f2b36ae8.example',

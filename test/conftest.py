@@ -42,3 +42,38 @@ def arm_xml(tmp_path_factory):
     """Write the reduced MyoArm that MuJoCo simulates (needs mujoco and myo-sim)."""
     from diffmsm_ros.files import myoarm
     return myoarm.write_reduced_arm(str(tmp_path_factory.mktemp('arm') / 'arm.xml'))
+
+
+SESSION_SECONDS = 12.0   # the simulated session the ROS 2 tool tests replay
+
+
+@pytest.fixture(scope='session')
+def readme_workspace(tmp_path_factory):
+    """Run the README's exoskeleton-PC build steps once (ros2_tools.Workspace)."""
+    import ros2_tools
+    ros2_tools.require()
+    return ros2_tools.Workspace(tmp_path_factory.mktemp('readme'), SESSION_SECONDS)
+
+
+@pytest.fixture(scope='session')
+def readme_launch(readme_workspace, tmp_path_factory):
+    """
+    Start the README's ``ros2 launch`` line in the built workspace, on a domain of its own.
+
+    It is started, not waited for: test_ros2_readme_workspace.py waits for it, checks it and
+    stops it.  test_ros2_launch_namespace.py asks for it too, so that the two nodes compile at
+    the same time (each start is one busy core for about 20 s).
+    """
+    import ros2_tools
+    ws = readme_workspace
+    if ws.code != 0:
+        pytest.fail(f'the README build steps failed ({ws.code}):\n{ws.log[-4000:]}')
+    root = tmp_path_factory.mktemp('readme_launch')
+    env = ros2_tools.environment(root, ws.sourced)
+    env['ROS_DOMAIN_ID'] = str(ros2_tools.other_domain())
+    line = ros2_tools.strip_comment(ros2_tools.readme_line(
+        'ros2 launch diffmsm_ros diffmsm.launch.py params_file:=$HOME/s1'))
+    launched = ros2_tools.Launched(ws.shell(line), env, str(root / 'launch.log'))
+    yield {'launched': launched, 'env': env, 'domain': int(env['ROS_DOMAIN_ID']), 'ws': ws,
+           'root': root}
+    launched.ctrl_c()          # already stopped (and checked) by its tests, normally

@@ -24,7 +24,8 @@ def run(args):
     load_settings(args.params_file)          # a clear error before ROS starts
     from diffmsm_ros.nodes import diffmsm_node
     code = diffmsm_node.main(['diffmsm'] + ros_arguments(
-        args.params_file, args.use_sim_time, args.log_level, args.namespace))
+        args.params_file, args.use_sim_time, args.log_level, args.namespace)
+        + getattr(args, 'ros_args', []))
     if code:
         raise UserError('the node could not start (see above)')
 
@@ -35,13 +36,19 @@ def replay(args):
         raise UserError(f'no bag at {args.bag}')
     if not args.rate > 0:
         raise UserError('--rate must be positive')
+    if not args.wait >= 0:
+        raise UserError('--wait must not be negative')
     import rclpy
     from diffmsm_ros.nodes.replay import BagReplayer
-    rclpy.init(args=['diffmsm_replay', '--ros-args'])
+    # remappings and a namespace given with --ros-args (launch_ros) apply to the topics
+    rclpy.init(args=['diffmsm_replay'] + (getattr(args, 'ros_args', []) or ['--ros-args']))
     node = rclpy.create_node('diffmsm_replay')
     try:
         player = BagReplayer(node, args.bag, rate=args.rate,
                              topics=args.topics or None, clock=not args.no_clock)
+        if args.wait > 0 and not player.wait_for_subscribers(args.wait):
+            print(f'not every topic has a subscriber after {args.wait:g} s; replaying anyway',
+                  flush=True)
         rounds = 0
         while True:
             count = player.play()

@@ -66,12 +66,38 @@ def build_parser():
     p.add_argument('--loop', action='store_true', help='start over at the end')
     p.add_argument('--topics', nargs='*', default=None, help='only these topics')
     p.add_argument('--no-clock', action='store_true', help='do not publish /clock')
+    p.add_argument('--wait', type=float, default=0.0, metavar='S',
+                   help='first wait up to S s for a subscriber on every topic (a node that '
+                   'is still compiling)')
     p.set_defaults(func=live.replay)
     return parser
 
 
+def split_ros_args(argv):
+    """
+    Split ``argv`` into the command's own arguments and the ROS ones.
+
+    ``--ros-args ... [--]`` (as ros2 run and launch_ros append: remappings, namespace) go to
+    rclpy; everything else to argparse.
+    """
+    own, ros, inside = [], [], False
+    for arg in argv:
+        if arg == '--ros-args':
+            inside = True
+            ros.append(arg)
+        elif inside and arg == '--':
+            inside = False
+        elif inside:
+            ros.append(arg)
+        else:
+            own.append(arg)
+    return own, ros
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    own, ros = split_ros_args(sys.argv[1:] if argv is None else list(argv))
+    args = build_parser().parse_args(own)
+    args.ros_args = ros
     try:
         return args.func(args) or 0
     except (commands.UserError, ModelFileError, SettingsError) as err:

@@ -43,6 +43,22 @@ def _release_free_memory():
         trim(0)
 
 
+def _join(process, timeout):
+    """Wait up to ``timeout`` s for ``process`` to end; True if it did."""
+    deadline = time.monotonic() + timeout
+    while process.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            process.join(left)
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches ros2 launch and the node together, and launch
+            # then sends the node another SIGINT: stopping goes on (no traceback, exit 0)
+            pass
+    return True
+
+
 def _child(template_spec, config, inbox, outbox):
     """Child process: run an IdentifierWorker fed from ``inbox``."""
     # Ctrl-C reaches the whole process group: the parent stops the child ('stop'), so the
@@ -163,6 +179,16 @@ class IdentifierProcess:
         # few malloc arenas in the child (read at its start): its memory stays compact
         os.environ.setdefault('MALLOC_ARENA_MAX', '2')
         self.process.start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            # Ctrl-C (or a failure) while compiling: the child ignores SIGINT, so end it here
+            self.process.terminate()
+            _join(self.process, 10.0)
+            raise
+        self._receiver.start()
+
+    def _wait_ready(self):
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
@@ -178,14 +204,13 @@ class IdentifierProcess:
                 break
             if msg[0] == 'failed':
                 raise RuntimeError(f'the identifier process failed:\n{msg[1]}')
-        self._receiver.start()
 
     def stop(self, timeout=10.0):
+        """Let the child finish an update in flight and end; terminate it after ``timeout`` s."""
         self._send([('stop',)])
-        self.process.join(timeout)
-        if self.process.is_alive():
+        if not _join(self.process, timeout):
             self.process.terminate()
-            self.process.join(timeout)
+            _join(self.process, timeout)
         self._stopped.set()
 
     # ------------------------------------------------------------------ to the child

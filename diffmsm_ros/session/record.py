@@ -84,7 +84,8 @@ def record(template, out_dir, duration=60.0, seed=0, perturb=0.1, emg='envelope'
 
 def write_params(path, emg):
     """Write a node parameters file with the EMG settings of a simulated session."""
-    tree = {'diffmsm': {'ros__parameters': {'emg': {
+    # '/**': the node in whatever namespace it is launched
+    tree = {'/**': {'ros__parameters': {'emg': {
         'kind': emg['kind'], 'sample_rate': float(emg['sample_rate']),
         'channels': list(emg['channels']), 'mvc': [float(v) for v in emg['mvc']]}}}}
     with open(path, 'w') as f:
