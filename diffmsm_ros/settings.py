@@ -245,7 +245,11 @@ def channel_list(values, muscle_names):
 
 
 def channel_map(values, muscle_names):
-    """Index of each muscle's EMG channel, and the channel count."""
+    """
+    Channels of each muscle ([[channel index, ...] per muscle]) and the channel count.
+
+    A muscle may have several channels (electrodes): its excitation is their mean.
+    """
     channels = channel_list(values, muscle_names)
     unknown = [c for c in channels if c and c not in muscle_names]
     if unknown:
@@ -253,9 +257,7 @@ def channel_map(values, muscle_names):
     missing = [m for m in muscle_names if m not in channels]
     if missing:
         raise SettingsError(f'emg.channels gives no channel to muscles {missing}')
-    if len({c for c in channels if c}) != len([c for c in channels if c]):
-        raise SettingsError('emg.channels maps a muscle to two channels')
-    return [channels.index(m) for m in muscle_names], len(channels)
+    return [[k for k, c in enumerate(channels) if c == m] for m in muscle_names], len(channels)
 
 
 def mvc_values(values, count):

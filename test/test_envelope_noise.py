@@ -121,3 +121,34 @@ def test_node_diagnostics_report_the_envelope_error():
     # a 20-450 Hz carrier through the default 6 Hz low-pass: about 9 % (README)
     assert 7.5 < stats['emg_envelope_error_pct_median'] <= stats['emg_envelope_error_pct_max']
     assert stats['emg_envelope_error_pct_max'] < 11.0
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_four_electrodes_per_muscle_halve_the_envelope_error(seed):
+    """emg.channels naming a muscle four times: one excitation, half the random error."""
+    from diffmsm_ros import settings
+    from diffmsm_ros.emg.intake import EmgIntake
+    rng = np.random.default_rng(seed)
+    t = np.arange(0.0, 30.0, 0.001)
+    u = 0.05 + 0.4 * (0.5 + 0.5 * synth.smooth_noise(t, 1, 0.1, 2.0, rng))
+    # the same excitation, carried by four independent carriers
+    raws = [raw_emg.synthesize(t, u, RATE, rng, 1e-3)[0] for _ in range(4)]
+    t_raw = raw_emg.synthesize(t, u, RATE, rng, 1e-3)[1]
+    values = dict(settings.defaults(), **{'emg.kind': 'raw', 'emg.sample_rate': RATE,
+                                          'emg.mvc': [1e-3] * 5})
+    one = EmgIntake(dict(values, **{'emg.channels': ['m', 'm', 'm', 'm', 'n']}), ['m', 'n'])
+    single = EmgIntake(dict(values, **{'emg.channels': ['m', 'n'], 'emg.mvc': [1e-3] * 2}),
+                       ['m', 'n'])
+    four = np.column_stack(raws + [raws[0][:, :1]])
+    both = [(one, four), (single, np.column_stack([raws[0], raws[1]]))]
+    errors, densities = [], []
+    for intake, raw in both:
+        exc = np.vstack([intake.excitations(raw[i:i + 40]) for i in range(0, len(raw), 40)])
+        idx = np.clip(np.searchsorted(t, t_raw - intake.lag) - 1, 0, len(t) - 1)
+        truth = u[idx, 0]
+        gain = np.mean(exc[4000:, 0]) / np.mean(truth[4000:])
+        errors.append(np.std(exc[4000:, 0] / (gain * truth[4000:]) - 1.0))
+        densities.append(intake.noise_density[0])
+    ratio = errors[0] / errors[1]
+    assert 0.4 < ratio < 0.6, ratio                        # sqrt(1/4) = 0.5
+    assert 0.2 < densities[0] / densities[1] < 0.3         # the reading: a quarter

@@ -26,7 +26,11 @@ class EmgIntake:
     """EMG samples [S, C] -> excitations [S, n_muscles] in [0, 1] and times (s)."""
 
     def __init__(self, values, muscle_names):
-        self.index, self.channels = settings.channel_map(values, muscle_names)
+        groups, self.channels = settings.channel_map(values, muscle_names)
+        # each muscle's excitation is the mean of its channels' envelopes
+        self.combine = np.zeros((self.channels, len(muscle_names)))
+        for m, group in enumerate(groups):
+            self.combine[group, m] = 1.0 / len(group)
         self.rate = float(values['emg.sample_rate'])
         self.kind = values['emg.kind']
         self.max_value = float(values['emg.max_value'])
@@ -55,7 +59,9 @@ class EmgIntake:
         """
         if self.filter is None:
             return None
-        density = self.filter.noise_density[self.index]
+        # K electrodes of independent carriers: the mean's relative error variance is the
+        # channels' mean over K (as for envelopes of similar size)
+        density = self.filter.noise_density @ self.combine ** 2
         return density if np.all(np.isfinite(density)) else None
 
     def reset(self):
@@ -121,4 +127,8 @@ class EmgIntake:
             env = samples
         over = env > 1.0
         self.clipped += int(np.count_nonzero(over))
-        return np.clip(env[:, self.index], 0.0, 1.0)
+        return self.muscles(env)
+
+    def muscles(self, env):
+        """Excitations [S, n_muscles] in [0, 1] of channel envelopes [S, C]."""
+        return np.clip(env @ self.combine, 0.0, 1.0)

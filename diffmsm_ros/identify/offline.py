@@ -60,7 +60,7 @@ def excitations_from_recording(recording, values, muscle_names, with_noise=False
             f'{100 * np.mean(emg < 0):.0f} % of the EMG samples are negative: this looks like '
             'raw EMG; set emg.kind: raw, emg.sample_rate and emg.mvc in a params file')
     times = np.asarray(recording.emg_t, dtype=float) - intake.lag
-    excitations = np.clip(emg[:, intake.index], 0.0, 1.0)
+    excitations = intake.muscles(emg)
     if with_noise:
         return excitations, times, intake.noise_density
     return excitations, times
