@@ -55,11 +55,13 @@ class MujocoOracle:
         moment = self.moment()[np.ix_(self.muscles, self.dadr)]
         return self.d.actuator_length[self.muscles].copy(), moment
 
-    def run(self, q0, qd0, a0, u, controller=None, tau_exo=None, excitation=None):
+    def run(self, q0, qd0, a0, u, controller=None, tau_exo=None, excitation=None,
+            before_step=None):
         """
         Simulate len(u) steps; exo torque from ``controller(k, q, qd)`` or ``tau_exo``.
 
-        ``excitation(k)``, if given, is called after the controller and overrides ``u[k]``.
+        ``excitation(k)``, if given, is called after the controller and overrides ``u[k]``;
+        ``before_step(k)``, if given, is called first (to change the model as time goes).
         """
         m, d = self.m, self.d
         mujoco.mj_resetData(m, d)
@@ -70,6 +72,8 @@ class MujocoOracle:
         nj = len(self.joints)
         rec = {k: [] for k in ('q', 'qd', 'act', 'qacc', 'tau_muscle', 'tau_exo', 'u')}
         for k in range(steps):
+            if before_step is not None:
+                before_step(k)
             q, qd = d.qpos[self.qadr].copy(), d.qvel[self.dadr].copy()
             tau = controller(k, q, qd) if controller is not None else tau_exo[k]
             u_k = excitation(k) if excitation is not None else u[k]
@@ -169,14 +173,32 @@ def exo_motor_names(template):
     return [by_joint[j] for j in template.model.joint_names]
 
 
+def fatigue(duration, drops):
+    """
+    Return strength factors over a session, ``factor(t) -> [n_muscles]``.
+
+    Muscle m loses ``drops[m]`` (a fraction) of its strength by ``duration``, fast at first
+    and levelling off as under intermittent loads (a saturating exponential, 90 % of its
+    course run by then); for ``simulate_session``.
+    """
+    drops = np.asarray(drops, dtype=float)
+    rate = np.log(10.0) / duration
+
+    def factor(t):
+        return 1.0 - drops * (1.0 - np.exp(-rate * t)) / 0.9
+
+    return factor
+
+
 def simulate_session(xml, template, truth, duration, seed, controller=None, noise=0.0,
-                     exo_actuators=None):
+                     exo_actuators=None, strength=None):
     """
     Simulate a session of the hidden subject ``truth`` with MuJoCo.
 
     Same excitations, therapy trajectory and exoskeleton controller as
-    ``synth.simulate``; the exoskeleton compensates gravity with the template.  Returns
-    (synth.Session with the noisy angles in ``q``, MujocoRun).
+    ``synth.simulate``; the exoskeleton compensates gravity with the template.
+    ``strength(t)`` (optional, ``fatigue``) scales every muscle's maximum force over time.
+    Returns (synth.Session with the noisy angles in ``q``, MujocoRun).
     """
     import jax
     from diffmsm_ros.session import synth
@@ -199,8 +221,17 @@ def simulate_session(xml, template, truth, duration, seed, controller=None, nois
         applied[k] = np.asarray(u)
         return np.asarray(tau)
 
+    force = np.asarray(truth.model.muscles.max_isometric_force, dtype=float)
+
+    def fatigue_step(k):
+        scaled = force * strength(t[k])
+        for j, i in enumerate(oracle.muscles):
+            oracle.m.actuator_gainprm[i][2] = scaled[j]
+            oracle.m.actuator_biasprm[i][2] = scaled[j]
+
     run = oracle.run(q_ref[0], qd_ref[0], u_base[0], u_base, controller=excite,
-                     excitation=lambda k: applied[k])
+                     excitation=lambda k: applied[k],
+                     before_step=None if strength is None else fatigue_step)
     q = run.q + (noise * rng.standard_normal(run.q.shape) if noise > 0 else 0.0)
     session = synth.Session(t=t, q=q, qd=run.qd, a=run.act, u=applied.copy(),
                             tau_exo=run.tau_exo, tau_mus=run.tau_muscle, q_ref=q_ref)
