@@ -2,12 +2,10 @@
 Offline identification of a recorded session with the node's own pipeline.
 
 The recording is fed, in time order and as fast as the machine allows, through the same
-EMG processing and the same OnlineIdentifier the node runs.  With memory (the default) the
-online identifier already carries everything it saw; where no parameter may drift the
-parameters are then refined on the whole session at once, in chunks whose normal
-equations add up (memory bounded whatever the length); with drift the answer is where the
-online identifier ended, and the trajectory is in the history.  Without memory the whole
-session is fitted with the multi-start solver.
+EMG processing and the same OnlineIdentifier the node runs (its history is the parameter
+trajectory over the session, which follows a declared drift); then the parameters are
+fitted on the whole session at once, from where the online identifier got to, in chunks
+whose normal equations add up (memory bounded whatever the length).
 """
 
 import dataclasses
@@ -188,9 +186,6 @@ def split_windows(win, steps, warmup):
     return out
 
 
-FINAL_ITERATIONS = 12    # LM iterations of the whole-session refinement (from a close start)
-
-
 def identify_recording(template, recording, values, progress=True, on_update=None,
                        period=None):
     """
@@ -222,28 +217,18 @@ def identify_recording(template, recording, values, progress=True, on_update=Non
     wins = split_windows(win, ident.fit_steps, ident.warmup_steps)
     problem = ident.problem
     started = time.monotonic()
-    drifting = config.memory and np.any(ident.drift > 0)
-    if drifting:
-        # parameters that change over the session: the answer is where the carried belief
-        # and the newest data leave them (no fit of one model to the whole session)
-        z, costs = ident.z, [float('nan')]
-        analysis = ident.last_analysis
-        half, count = ident.problem.half_cost(z, wins), 0
-    else:
-        if config.memory:
-            # the carried belief brought the model close: refine it on all the data at once
-            z, costs = problem.fit(ident.z, wins, iterations=FINAL_ITERATIONS)
-        else:
-            # from where the online identifier got to, through the robust start on all data
-            z, costs = problem.solve(ident.z, wins, restarts=1, bone_starts=(), escapes=())
-        if problem.unphysical(z) and not problem.unphysical(ident.z):
-            # weakly determined inertia drifted out of physical bodies, which a model file
-            # cannot hold: fit again from the online model with every step kept physical
-            z, costs = problem.fit(ident.z, wins, valid=lambda zz: not problem.unphysical(zz))
-        hess, _, half, count, scores = problem.normal(z, wins)
-        analysis = problem.analyse(z, hess, half, count,
-                                   external_torque=external_torque_rms(wins), scores=scores,
-                                   wins=wins, envelope_noise=envelope_noise)
+    # from where the online identifier got to, through the robust start on all the data:
+    # one model for the whole session (with drift, what it held on average; the history
+    # holds where the online identifier followed it)
+    z, costs = problem.solve(ident.z, wins, restarts=1, bone_starts=(), escapes=())
+    if problem.unphysical(z) and not problem.unphysical(ident.z):
+        # weakly determined inertia drifted out of physical bodies, which a model file
+        # cannot hold: fit again from the online model with every step kept physical
+        z, costs = problem.fit(ident.z, wins, valid=lambda zz: not problem.unphysical(zz))
+    hess, _, half, count, scores = problem.normal(z, wins)
+    analysis = problem.analyse(z, hess, half, count,
+                               external_torque=external_torque_rms(wins), scores=scores,
+                               wins=wins, envelope_noise=envelope_noise)
     summary = dict(ident.identification_summary())
     summary.update({'window': float(grid[-1] - grid[0]), 'final_fit_iterations': len(costs) - 1,
                     'final_fit_seconds': time.monotonic() - started,

@@ -163,14 +163,16 @@ class OnlineIdentifier:
         return end, end - start + 1
 
     def ready(self):
+        """Say whether an update can run: one chunk of data is in."""
         return self.available()[1] >= self.chunk_steps + self.warmup_steps
 
-    def _window(self, end, steps, last=None):
+    def _window(self, end, steps, last=None, first=None):
         """
         Window of ``steps`` samples ending at grid index ``end``; warm-up weighted 0.
 
         Samples after ``last`` (default ``end``) weigh 0 too; those not received yet are
-        filled in (a chunk still growing).
+        filled in.  Samples before ``first`` (default: after the warm-up) are data the
+        window runs through, weighted 0 (fitted elsewhere: a longer warm-up).
         """
         start = end - steps + 1
         newest = min(self.encoders.newest, self.emg.newest)
@@ -189,7 +191,7 @@ class OnlineIdentifier:
         if last is not None and last < end:
             ok[last - start + 1:] = False
         weight = ok.astype(float)
-        weight[:self.warmup_steps] = 0.0
+        weight[:max(self.warmup_steps, 0 if first is None else first - start)] = 0.0
         q = np.where(ok[:, None], q, np.nan)
         q = _fill(q)
         emg = _fill(np.where(emg_ok[:, None], emg, np.nan))
@@ -225,13 +227,20 @@ class OnlineIdentifier:
         while last - (self.arrival_index + span) + 1 >= self.window_steps:
             self._absorb(self._window(self.arrival_index + span - 1, self.fit_steps))
             self.arrival_index += span
-        starts = range(self.arrival_index, last + 1, span)
-        return [self._window(s + span - 1, self.fit_steps, last) for s in reversed(starts)]
+        # the newest chunk, still growing, is a whole window of received data ending at
+        # the hold-out whose part before the chunk (fitted in the chunk before) weighs 0
+        return [self._window(s + span - 1, self.fit_steps) if s + span - 1 <= last else
+                self._window(last, self.fit_steps, first=s)
+                for s in reversed(range(self.arrival_index, last + 1, span))]
 
     def _absorb(self, win):
         """Add a chunk leaving the window to the carried belief (then widened by drift)."""
-        hess, grad, _, _, _ = self.problem.normal(self.z, win)
-        belief = posterior.widen(posterior.absorb(self.arrival, hess, grad, self.z),
+        hess, grad, half, _, _ = self.problem.normal(self.z, win)
+        # residuals above the noise level (unmodelled error, EMG noise) carry less than
+        # their count says: the chunk's information is scaled down by its residual variance
+        excess = max(1.0, self.problem.mean_cost(half, win) / NOISE_LEVEL)
+        belief = posterior.widen(posterior.absorb(self.arrival, hess / excess, grad / excess,
+                                                  self.z),
                                  self.drift, self.fit_span * self.h)
         if not posterior.usable(belief):
             # a diverging or non-finite belief is rolled back, never used
@@ -257,14 +266,17 @@ class OnlineIdentifier:
         fit, hold = self.windows()
         end, _ = self.available()
         data_time = self.encoders.origin + end * self.h
-        if sum(float(np.sum(np.asarray(w.weight))) for w in fit) < \
-                0.5 * sum(w.length for w in fit):
+        expected = (end - self.holdout_steps - self.arrival_index + 1 if self.config.memory
+                    else sum(w.length for w in fit))
+        if sum(float(np.sum(np.asarray(w.weight))) for w in fit) < 0.5 * expected:
             return self._done(UpdateResult(False, 'too many gaps in the window',
                                            data_time=data_time), started)
         if len(fit) > self.chunks_seen:
-            # more data than any robust start saw so far: worth another one
+            # more data than any robust start saw so far: worth another one (with memory
+            # the data add up in the belief instead; a fit they leave in a wrong basin
+            # stalls above the noise, which brings the robust start back)
             self.chunks_seen = len(fit)
-            self.needs_global = True
+            self.needs_global = self.needs_global or not self.config.memory
             self.retries = 0
         prior = self.prior()
         before = self.problem.cost(self.z, hold)
@@ -294,7 +306,7 @@ class OnlineIdentifier:
         best = int(np.argmin(objective if self.config.memory else costs))
         z_new, fit_cost, stalled = candidates[best], costs[best], fits[best][1]
         after = self.problem.cost(z_new, hold)
-        refused = self._refusal(z_new, after, before, fit, hold, prior, fits[best][0])
+        refused = self._refusal(z_new, after, before, hold, prior)
         if refused:
             self.rejected += 1
             if robust:
@@ -329,26 +341,25 @@ class OnlineIdentifier:
         """Return the next fit's prior: the carried belief (the template's without memory)."""
         return self.arrival if self.config.memory else self.problem.belief()
 
-    def _refusal(self, z_new, after, before, fit, hold, prior, state):
+    def _refusal(self, z_new, after, before, hold, prior):
         """
         Why the candidate z_new is not taken ('' when it is).
 
         Without memory it must lower the error on the held-out newest data.  With memory
-        it must lower the posterior's objective over everything it has seen: the carried
-        belief, the fitted chunks and the hold-out (so a drift is followed as soon as the
-        data show it, and the noise of one second does not decide); and it must not fit
-        the hold-out worse than the template does.
+        it must lower what the posterior predicts there: the hold-out cost plus the carried
+        belief's term (what earlier data say, so that the noise of one second does not
+        move a well-determined model, while a drift the hold-out shows is followed); and
+        it must not fit the hold-out worse than the template does.
         """
         if not np.isfinite(after):
             return 'non-finite hold-out error'
         if not self.config.memory:
             return '' if after < before else 'did not lower the hold-out error'
         hold_half = self.problem.half_cost
-        new = state.cost + hold_half(z_new, hold)
-        old = self.problem.half_cost(self.z, fit) + posterior.terms(prior, self.z)[2] + \
-            hold_half(self.z, hold)
+        new = hold_half(z_new, hold) + posterior.terms(prior, z_new)[2]
+        old = hold_half(self.z, hold) + posterior.terms(prior, self.z)[2]
         if not new < old:
-            return 'did not lower the posterior objective'
+            return 'did not lower the hold-out error and carried-belief term'
         if after > self.problem.cost(np.zeros_like(z_new), hold):
             return 'fits the held-out data worse than the template'
         return ''
@@ -452,7 +463,10 @@ class OnlineIdentifier:
             self.problem.cost(self.z, win)
         fit = _dummy_window(self.template.model, self.fit_steps, self.history, self.h)
         hess, _, half, count, scores = self.problem.normal(self.z, fit)
-        self.problem.initialise(self.z, fit)
+        # the robust start stacks its windows: one compiled shape per count of windows (the
+        # chunks of a window; with memory up to two more, a partial and a growing one)
+        for count_ in range(1, self.chunks + 1 + 2 * int(self.config.memory)):
+            self.problem.initialise(self.z, [fit] * count_)
         # the solver's and the checks' small operations too, so that the first update
         # compiles nothing (the state is left as it was)
         self._validity(self._lm(self.z, fit, self.config.iterations)[0].z)
