@@ -293,17 +293,16 @@ class OnlineIdentifier:
         costs = [self.problem.mean_cost(state.data_cost, fit)
                  if not self._validity(state.z) and np.isfinite(state.data_cost) else np.inf
                  for state, _ in fits]
-        if self.config.memory:
-            # with what earlier data carried, the best candidate is the best posterior
-            objective = [state.cost if np.isfinite(c) else np.inf
-                         for (state, _), c in zip(fits, costs)]
+        # with what earlier data carried, the best candidate is the best posterior
+        ranking = [state.cost if np.isfinite(c) else np.inf
+                   for (state, _), c in zip(fits, costs)] if self.config.memory else costs
         if not np.any(np.isfinite(costs)):
             self._rollback()
             self._note_rejection()
             return self._done(UpdateResult(False, self._validity(candidates[0]) or
                                            'non-finite cost', data_time=data_time,
                                            robust_start=robust), started)
-        best = int(np.argmin(objective if self.config.memory else costs))
+        best = int(np.argmin(ranking))
         z_new, fit_cost, stalled = candidates[best], costs[best], fits[best][1]
         after = self.problem.cost(z_new, hold)
         refused = self._refusal(z_new, after, before, hold, prior)
