@@ -8,7 +8,6 @@ replays bags with ``/clock`` and listens like a robot controller would.
 import collections
 import os
 import threading
-import time
 import typing
 
 from diffmsm_ros.files import bags, modelfile
@@ -18,22 +17,13 @@ from diffmsm_ros.nodes.client import write_params
 from diffmsm_ros.session import record
 import numpy as np
 import pytest
+from ros2_tools import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 DURATION = 20.0
 RESTART_SPAN = 6.0   # s of the mcap session replayed twice by the restart test
 READY_TIMEOUT = 300.0
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    """Poll ``predicate`` until it holds or ``timeout`` s pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope='module')

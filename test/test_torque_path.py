@@ -10,7 +10,6 @@ real-time pace; every encoder sample must get a torque or be counted by the node
 import dataclasses
 import os
 import threading
-import time
 
 from diffmsm_ros import settings
 from diffmsm_ros.emg.intake import EmgIntake
@@ -27,6 +26,7 @@ from diffmsm_ros.session import raw_emg, record, subjects
 import jax
 import numpy as np
 import pytest
+from ros2_tools import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.mujoco]
 
@@ -40,16 +40,6 @@ ANSWERED = 0.99         # of the encoder samples that must get a torque
 # not yet found (issue 19's note).  The 99 % goal is bench/torque_values.py's; here the
 # floor says the node keeps up at all, and the values are checked on what it answered
 ANSWERED_UNDER_LOAD = 0.90
-
-
-def wait_until(predicate, timeout, interval=0.1):
-    """Poll ``predicate`` until it holds or ``timeout`` s pass; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope='module')
