@@ -77,8 +77,8 @@ def run_seed(seed, elbow, session, args):
     started = time.monotonic()
     ident.compile()   # as the node does before going live
     compile_seconds = time.monotonic() - started
-    excitations, emg_t = offline.excitations_from_recording(recording, values,
-                                                            elbow.model.muscle_names)
+    excitations, emg_t = offline.excitations_from_recording(
+        recording, settings.emg_config(values), elbow.model.muscle_names)
     history = offline.replay(ident, recording, excitations, 1.0, paced=not args.unpaced,
                              emg_t=emg_t)
     space = ident.problem.space

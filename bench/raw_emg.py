@@ -72,7 +72,7 @@ def main():
                                     np.random.default_rng(draw), record.RAW_AMPLITUDE)
         rec = dataclasses.replace(recording, emg_t=t, emg=raw)
         exc, et, density = offline.excitations_from_recording(
-            rec, values, elbow.model.muscle_names, with_noise=True)
+            rec, settings.emg_config(values), elbow.model.muscle_names, with_noise=True)
         idx = np.clip(np.searchsorted(session.t, et) - 1, 0, len(session.t) - 1)
         late = slice(int(2 * record.RAW_RATE), None)
         actual = np.sqrt(np.mean((exc[late] / session.u[idx][late] - 1.0) ** 2))

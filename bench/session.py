@@ -78,7 +78,7 @@ def main():
                                         np.random.default_rng(5), record.RAW_AMPLITUDE)
             recording = dataclasses.replace(recording, emg_t=t, emg=raw)
         exc, emg_t, density = offline.excitations_from_recording(
-            recording, values, elbow.model.muscle_names, with_noise=True)
+            recording, settings.emg_config(values), elbow.model.muscle_names, with_noise=True)
         ident = OnlineIdentifier(elbow, settings.identify_config(values))
         ident.envelope_noise = density
         ident.compile()

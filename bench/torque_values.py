@@ -134,12 +134,13 @@ def run_setup(root, name, params, bag, session):
 def floor(truth, session, raw, values):
     """Torque RMSE (%) of the identifier's reading of the raw envelope (lag moved back)."""
     import jax
+    from diffmsm_ros import settings
     from diffmsm_ros.emg.intake import EmgIntake
     from diffmsm_ros.identify.excitation import activations
     from diffmsm_ros.identify.window import resample
     from diffmsm_ros.model import dynamics
     model = truth.model
-    intake = EmgIntake(values, model.muscle_names)
+    intake = EmgIntake(settings.emg_config(values), model.muscle_names)
     env = resample(raw[1] - intake.lag, intake.excitations(raw[0]), session.t)
     a = np.asarray(activations(model, env, model.timestep))
     tau = np.asarray(jax.vmap(lambda q, qd, aa: dynamics.muscle_torque(model, q, qd, aa))(

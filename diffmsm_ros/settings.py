@@ -9,6 +9,10 @@ One table serves the ROS node (declared with descriptors), ``diffmsm identify
 import dataclasses
 import math
 
+from diffmsm_ros.emg.config import EmgConfig, EmgConfigError
+from diffmsm_ros.identify.config import IdentifyConfig
+from diffmsm_ros.identify.params import DEFAULT_DRIFT, DEFAULT_SELECTION
+from diffmsm_ros.live.timeline import TimelineConfig
 import yaml
 
 NODE_NAME = 'diffmsm'
@@ -96,26 +100,17 @@ SPECS = {
     'identification.memory': Spec(True, 'carry what earlier data determined into every '
                                   'update (an arrival cost) instead of the template prior',
                                   read_only=True),
-    'identification.drift.strength': Spec(2.0, 'random walk of muscle strengths, % per '
-                                          'sqrt(min) (fatigue)', low=0.0, high=100.0,
-                                          read_only=True),
-    'identification.drift.lengths': Spec(0.1, 'random walk of optimal fibre and tendon slack '
-                                         'lengths, % per sqrt(min)', low=0.0, high=100.0,
-                                         read_only=True),
-    'identification.drift.activation': Spec(0.5, 'random walk of activation time constants, '
-                                            'EMG gains and delays, % per sqrt(min)',
-                                            low=0.0, high=100.0, read_only=True),
-    'identification.drift.bones': Spec(0.0, 'random walk of segment inertial parameters and '
-                                       'joint damping, % per sqrt(min)', low=0.0,
-                                       high=100.0, read_only=True),
-    'identification.parameters.muscles': Spec(
-        ['max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length'],
-        'muscle parameters to identify', read_only=True),
-    'identification.parameters.segments': Spec(['mass', 'com', 'inertia'],
-                                               'segment parameters to identify',
-                                               read_only=True),
-    'identification.parameters.joints': Spec(['damping'], 'joint parameters to identify',
-                                             read_only=True),
+    **{f'identification.drift.{kind}': Spec(DEFAULT_DRIFT[kind], f'random walk of {what}, % '
+                                            'per sqrt(min)', low=0.0, high=100.0,
+                                            read_only=True)
+       for kind, what in (('strength', 'muscle strengths (fatigue)'),
+                          ('lengths', 'optimal fibre and tendon slack lengths'),
+                          ('activation', 'activation time constants, EMG gains and delays'),
+                          ('bones', 'segment inertial parameters and joint damping'))},
+    **{f'identification.parameters.{section}': Spec(list(DEFAULT_SELECTION[section]),
+                                                    f'{section[:-1]} parameters to identify',
+                                                    read_only=True)
+       for section in ('muscles', 'segments', 'joints')},
 }
 
 
@@ -207,7 +202,6 @@ def load_file(path, node_name=NODE_NAME):
 
 def identify_config(values):
     """Build an IdentifyConfig from flat parameter values."""
-    from diffmsm_ros.identify.problem import IdentifyConfig
     names = ('window', 'chunk', 'period', 'holdout', 'warmup', 'iterations', 'sigma_q',
              'prior_std')
     kwargs = {n: values[f'identification.{n}'] for n in names}
@@ -231,40 +225,26 @@ def identify_config(values):
 
 def timeline_config(values):
     """Build the input time line's TimelineConfig from flat parameter values."""
-    from diffmsm_ros.live.timeline import TimelineConfig
     return TimelineConfig(stale_timeout=values['stale_timeout'],
                           deadline=values['torque.deadline'],
                           velocity_window=values['torque.velocity_window'],
                           encoder_rate=values['rates.encoders'], emg_rate=values['rates.emg'])
 
 
-def channel_list(values, muscle_names):
-    """Muscle of each EMG channel, in order ('' = unused); default: the muscles."""
-    channels = list(values['emg.channels'])
-    return channels if channels and channels != [''] else list(muscle_names)
-
-
-def channel_map(values, muscle_names):
+def emg_config(values, muscle_names=None):
     """
-    Channels of each muscle ([[channel index, ...] per muscle]) and the channel count.
+    Build the EMG intake's EmgConfig from flat parameter values.
 
-    A muscle may have several channels (electrodes): its excitation is their mean.
+    With ``muscle_names`` its channels and MVC values are checked against the model.
     """
-    channels = channel_list(values, muscle_names)
-    unknown = [c for c in channels if c and c not in muscle_names]
-    if unknown:
-        raise SettingsError(f'emg.channels names muscles the model does not have: {unknown}')
-    missing = [m for m in muscle_names if m not in channels]
-    if missing:
-        raise SettingsError(f'emg.channels gives no channel to muscles {missing}')
-    return [[k for k, c in enumerate(channels) if c == m] for m in muscle_names], len(channels)
-
-
-def mvc_values(values, count):
-    """MVC per channel (1.0 where unset)."""
-    mvc = list(values['emg.mvc'])
-    if mvc == [0.0] or not mvc:
-        return [1.0] * count
-    if len(mvc) != count:
-        raise SettingsError(f'emg.mvc has {len(mvc)} values for {count} channels')
-    return [v if v > 0 else 1.0 for v in mvc]
+    config = EmgConfig(kind=values['emg.kind'], sample_rate=values['emg.sample_rate'],
+                       channels=tuple(values['emg.channels']), mvc=tuple(values['emg.mvc']),
+                       band=(values['emg.band_low'], values['emg.band_high']),
+                       lowpass=values['emg.lowpass'], max_value=values['emg.max_value'])
+    if muscle_names is not None:
+        try:
+            _, count = config.groups(muscle_names)
+            config.mvc_values(count)
+        except EmgConfigError as err:
+            raise SettingsError(str(err)) from None
+    return config

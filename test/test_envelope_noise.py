@@ -136,8 +136,9 @@ def test_four_electrodes_per_muscle_halve_the_envelope_error(seed):
     t_raw = raw_emg.synthesize(t, u, RATE, rng, 1e-3)[1]
     values = dict(settings.defaults(), **{'emg.kind': 'raw', 'emg.sample_rate': RATE,
                                           'emg.mvc': [1e-3] * 5})
-    one = EmgIntake(dict(values, **{'emg.channels': ['m', 'm', 'm', 'm', 'n']}), ['m', 'n'])
-    single = EmgIntake(dict(values, **{'emg.channels': ['m', 'n'], 'emg.mvc': [1e-3] * 2}),
+    config = settings.emg_config(values)
+    one = EmgIntake(dataclasses.replace(config, channels=('m', 'm', 'm', 'm', 'n')), ['m', 'n'])
+    single = EmgIntake(dataclasses.replace(config, channels=('m', 'n'), mvc=(1e-3,) * 2),
                        ['m', 'n'])
     four = np.column_stack(raws + [raws[0][:, :1]])
     both = [(one, four), (single, np.column_stack([raws[0], raws[1]]))]

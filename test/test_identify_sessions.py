@@ -72,8 +72,10 @@ def simulate(elbow, elbow_xml, duration, exo_on=True):
 
 def identify(template, recording):
     started = time.monotonic()
+    values = envelope_values(template.model)
     sf, history, info = offline.identify_recording(
-        template, recording, envelope_values(template.model), progress=False)
+        template, recording, settings.identify_config(values), settings.emg_config(values),
+        progress=False)
     return sf, history, info, time.monotonic() - started
 
 
@@ -138,8 +140,8 @@ def test_online_from_thirty_percent_spread_at_real_time_pace(elbow, exo_session)
     ident = online.OnlineIdentifier(start, settings.identify_config(values))
     ident.compile()
     first = head(recording, ONLINE_SPAN)
-    excitations, emg_t = offline.excitations_from_recording(first, values,
-                                                            elbow.model.muscle_names)
+    excitations, emg_t = offline.excitations_from_recording(
+        first, settings.emg_config(values), elbow.model.muscle_names)
     history = offline.replay(ident, first, excitations, 1.0, paced=True, emg_t=emg_t)
     errors = [theta_errors(ident.problem.space, theta, truth.model).mean()
               for theta in history.theta]
@@ -175,7 +177,7 @@ def test_raw_emg_session_reports_what_the_envelope_leaves(elbow, exo_session):
                    'emg.mvc': [mvc] * elbow.model.n_muscles})
     raw_recording = dataclasses.replace(recording, emg_t=t, emg=raw)
     exc, exc_t, density = offline.excitations_from_recording(
-        raw_recording, values, elbow.model.muscle_names, with_noise=True)
+        raw_recording, settings.emg_config(values), elbow.model.muscle_names, with_noise=True)
     idx = np.clip(np.searchsorted(session.t, exc_t) - 1, 0, len(session.t) - 1)
     late = slice(int(2 * record.RAW_RATE), None)
     actual = rms(exc[late] / session.u[idx][late] - 1.0)

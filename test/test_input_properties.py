@@ -61,7 +61,9 @@ def test_emg_array_converter(data, dims, offset):
 def intakes(elbow):
     values = settings.defaults()
     raw = dict(values, **{'emg.kind': 'raw', 'emg.sample_rate': 2000.0})
-    return EmgIntake(values, elbow.model.muscle_names), EmgIntake(raw, elbow.model.muscle_names)
+    names = elbow.model.muscle_names
+    return EmgIntake(settings.emg_config(values), names), EmgIntake(settings.emg_config(raw),
+                                                                    names)
 
 
 @hsettings(max_examples=200, deadline=None,
@@ -129,8 +131,10 @@ def test_raw_emg_read_as_an_envelope_is_refused_offline(elbow):
     raw = 1e-3 * rng.standard_normal((4000, 6))
     recording = types.SimpleNamespace(emg=raw, emg_t=np.arange(4000) / 2000.0)
     values = settings.defaults()
-    with pytest.raises(settings.SettingsError, match='looks like raw EMG'):
-        offline.excitations_from_recording(recording, values, elbow.model.muscle_names)
+    with pytest.raises(offline.RecordingError, match="looks like raw EMG"):
+        offline.excitations_from_recording(recording, settings.emg_config(values),
+                                           elbow.model.muscle_names)
     envelope = types.SimpleNamespace(emg=np.abs(raw) * 100, emg_t=recording.emg_t)
-    u, _ = offline.excitations_from_recording(envelope, values, elbow.model.muscle_names)
+    u, _ = offline.excitations_from_recording(envelope, settings.emg_config(values),
+                                              elbow.model.muscle_names)
     assert u.shape == (4000, 6)

@@ -179,8 +179,8 @@ def make_timeline(model, path, values=None, **config):
     path.set_model(model)
     path.reset()
     sink = Sink()
-    timeline = InputTimeline(TimelineConfig(**config), EmgIntake(values, model.muscle_names),
-                             path, sink=sink)
+    intake = EmgIntake(settings.emg_config(values), model.muscle_names)
+    timeline = InputTimeline(TimelineConfig(**config), intake, path, sink=sink)
     return timeline, sink
 
 

@@ -224,9 +224,8 @@ def offline_raw(session, values, truth):
     envelope moved back by the filter's lag (which no live reading can have).
     """
     model = truth.model
-    timeline = InputTimeline(TimelineConfig(deadline=1e9), EmgIntake(values,
-                                                                     model.muscle_names),
-                             TorquePath(model))
+    intake = EmgIntake(settings.emg_config(values), model.muscle_names)
+    timeline = InputTimeline(TimelineConfig(deadline=1e9), intake, TorquePath(model))
     out = {}
     for topic, _, t, msg in bags.read_bag(session['raw']):
         if topic == '/emg':
@@ -239,7 +238,7 @@ def offline_raw(session, values, truth):
             out[stamp] = res.torque
     sess = session['session']
     raw, raw_t = session['raw_emg']
-    intake = EmgIntake(values, model.muscle_names)
+    intake = EmgIntake(settings.emg_config(values), model.muscle_names)
     env = resample(raw_t - intake.lag, intake.excitations(raw), sess.t)
     a = np.asarray(activations(model, env, model.timestep))
     tau = np.asarray(jax.vmap(lambda q, qd, aa: dynamics.muscle_torque(model, q, qd, aa))(

@@ -3,6 +3,7 @@
 import os
 import time
 
+from diffmsm_ros import settings
 from diffmsm_ros.files.modelfile import ModelFileError
 import numpy as np
 
@@ -84,7 +85,6 @@ def demo(args):
 
 
 def load_settings(path):
-    from diffmsm_ros import settings
     try:
         return settings.load_file(path) if path else settings.defaults()
     except settings.SettingsError as err:
@@ -103,12 +103,11 @@ def joint_names(values, model):
 
 
 def emg_channels(values, model):
-    from diffmsm_ros import settings
     try:
-        settings.channel_map(values, model.muscle_names)
+        config = settings.emg_config(values, model.muscle_names)
     except settings.SettingsError as err:
         raise UserError(str(err)) from None
-    return settings.channel_list(values, model.muscle_names)
+    return config.channel_names(model.muscle_names)
 
 
 def identify(args):
@@ -131,8 +130,10 @@ def identify(args):
     except Exception as err:  # noqa: B902 - rosbags raises many kinds; report them plainly
         raise UserError(f'cannot read {args.bag}: {err}') from None
     started = time.monotonic()
-    sf, history, info = offline.identify_recording(template, recording, values,
-                                                   progress=not args.quiet, period=args.period)
+    sf, history, info = offline.identify_recording(
+        template, recording, settings.identify_config(values),
+        settings.emg_config(values, model.muscle_names), progress=not args.quiet,
+        period=args.period)
     elapsed = time.monotonic() - started
     path = modelfile.save_atomic(sf, args.out)
     duration = recording.joint_t[-1] - recording.joint_t[0]

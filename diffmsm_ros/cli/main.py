@@ -5,6 +5,7 @@ import sys
 
 from diffmsm_ros.cli import commands, demo, live
 from diffmsm_ros.files.modelfile import ModelFileError
+from diffmsm_ros.identify.offline import RecordingError
 from diffmsm_ros.settings import SettingsError
 
 
@@ -100,7 +101,7 @@ def main(argv=None):
     args.ros_args = ros
     try:
         return args.func(args) or 0
-    except (commands.UserError, ModelFileError, SettingsError) as err:
+    except (commands.UserError, ModelFileError, SettingsError, RecordingError) as err:
         print(f'diffmsm {args.command}: error: {err}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,14 +2,14 @@
 EMG intake: chunks of EMG samples to per-muscle excitations with sample times.
 
 Raw EMG is band-passed, rectified, low-passed and MVC-normalised causally; envelope EMG is
-checked and clipped to [0, 1].  Channels map to muscles by ``emg.channels``.  Used by the
+checked and clipped to [0, 1].  Channels map to muscles by ``EmgConfig.channels``.  Used by the
 node's torque path and by offline identification, so both process EMG the same way.
 """
 
 import collections
 
-from diffmsm_ros import settings
 from diffmsm_ros.bad_input import BadInput
+from diffmsm_ros.emg.config import EmgConfig
 from diffmsm_ros.emg.envelope import EnvelopeFilter
 import numpy as np
 
@@ -25,20 +25,19 @@ class EmgError(BadInput):
 class EmgIntake:
     """EMG samples [S, C] -> excitations [S, n_muscles] in [0, 1] and times (s)."""
 
-    def __init__(self, values, muscle_names):
-        groups, self.channels = settings.channel_map(values, muscle_names)
+    def __init__(self, config: EmgConfig, muscle_names):
+        groups, self.channels = config.groups(muscle_names)
         # each muscle's excitation is the mean of its channels' envelopes
         self.combine = np.zeros((self.channels, len(muscle_names)))
         for m, group in enumerate(groups):
             self.combine[group, m] = 1.0 / len(group)
-        self.rate = float(values['emg.sample_rate'])
-        self.kind = values['emg.kind']
-        self.max_value = float(values['emg.max_value'])
+        self.rate = float(config.sample_rate)
+        self.kind = config.kind
+        self.max_value = float(config.max_value)
         self.filter = None
         if self.kind == 'raw':
             self.filter = EnvelopeFilter(
-                self.rate, settings.mvc_values(values, self.channels),
-                (values['emg.band_low'], values['emg.band_high']), values['emg.lowpass'])
+                self.rate, config.mvc_values(self.channels), config.band, config.lowpass)
         self.next_time = None
         self.clipped = 0
         self.anchors = 0                   # times the sample clock was (re)anchored

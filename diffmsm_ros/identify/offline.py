@@ -12,7 +12,6 @@ import dataclasses
 import sys
 import time
 
-from diffmsm_ros import settings as settings_mod
 from diffmsm_ros.emg.intake import EmgIntake
 from diffmsm_ros.identify.online import external_torque_rms, OnlineIdentifier, subject_file
 from diffmsm_ros.identify.window import from_arrays, resample, slice_window
@@ -36,7 +35,11 @@ class History:
 RAW_LOOKING = 0.3   # share of negative samples above which "envelope" EMG is raw
 
 
-def excitations_from_recording(recording, values, muscle_names, with_noise=False):
+class RecordingError(ValueError):
+    """A recording that does not fit the settings it is identified with."""
+
+
+def excitations_from_recording(recording, emg_config, muscle_names, with_noise=False):
     """
     Muscle excitations [S, nm] and their times [S] (node's processing).
 
@@ -45,16 +48,16 @@ def excitations_from_recording(recording, values, muscle_names, with_noise=False
     With ``with_noise`` a third item is the envelope noise density per muscle (1/Hz,
     ``EmgIntake.noise_density``; None for envelope EMG).
     """
-    intake = EmgIntake(values, muscle_names)
+    intake = EmgIntake(emg_config, muscle_names)
     emg = np.asarray(recording.emg, dtype=float)
     if emg.shape[1] != intake.channels:
-        raise settings_mod.SettingsError(
+        raise RecordingError(
             f'the recording has {emg.shape[1]} EMG channels, emg.channels lists '
             f'{intake.channels}')
     if intake.filter is not None:
         emg = intake.filter.process(emg)
     elif emg.size and np.mean(emg < 0) > RAW_LOOKING:
-        raise settings_mod.SettingsError(
+        raise RecordingError(
             f'{100 * np.mean(emg < 0):.0f} % of the EMG samples are negative: this looks like '
             'raw EMG; set emg.kind: raw, emg.sample_rate and emg.mvc in a params file')
     times = np.asarray(recording.emg_t, dtype=float) - intake.lag
@@ -186,23 +189,25 @@ def split_windows(win, steps, warmup):
     return out
 
 
-def identify_recording(template, recording, values, progress=True, on_update=None,
+def identify_recording(template, recording, config, emg_config, progress=True, on_update=None,
                        period=None):
     """
     Identify a recorded session; returns (SubjectFile, History, final-fit info).
+
+    ``config`` is the IdentifyConfig, ``emg_config`` the EmgConfig (``settings`` builds both
+    from a parameters file).
 
     ``period`` (s of data between online updates) defaults to a fast replay: one update
     per chunk (with memory each chunk is absorbed once the next ones cover the window;
     without, updates on one window each, back to back), which keeps an offline run faster
     than real time; pass ``identification.period`` to replay exactly what the node does.
     """
-    config = settings_mod.identify_config(values)
     if period is None and not config.memory:
         config = dataclasses.replace(config, window=config.chunk or config.window, chunk=0.0)
         period = max(config.period, config.window - config.holdout)
     model = template.model
     excitations, emg_t, envelope_noise = excitations_from_recording(
-        recording, values, model.muscle_names, with_noise=True)
+        recording, emg_config, model.muscle_names, with_noise=True)
     ident = OnlineIdentifier(template, config)
     ident.envelope_noise = envelope_noise
     if period is None:

@@ -61,8 +61,9 @@ class DiffMsmNode(Node):
         model = self.template.model
         self.joints = list(model.joint_names)
         self.read_joints = convert.JointReader(self.joints)
-        self.intake = EmgIntake(values, model.muscle_names)
-        self.channel_names = settings.channel_list(values, model.muscle_names)
+        emg = settings.emg_config(values, model.muscle_names)
+        self.intake = EmgIntake(emg, model.muscle_names)
+        self.channel_names = emg.channel_names(model.muscle_names)
         started = time.monotonic()
         self.torque = TorquePath(model)
         self.torque.compile()
