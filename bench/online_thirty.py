@@ -50,6 +50,8 @@ def main():
             print(row)
         drawn = [met for _, met in rows if met is not None]
         print(f'{sum(drawn)} of {len(drawn)} drawable seeds met the goal of {GOAL} %')
+    drawn = [met for _, met in rows if met is not None]
+    sys.exit(0 if drawn and all(drawn) else 1)
 
 
 def run_seed(seed, elbow, session, args):

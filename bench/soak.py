@@ -18,8 +18,9 @@ process and in total: the peak (highest RSS during the warm-up against the highe
 last interval) and the floor (lowest in the last interval of the warm-up against the lowest
 in the last interval); the run passes if neither grew more than ``MAX_GROWTH`` %.  Also:
 torques against encoder samples, updates, the node's counters, wall time, speed and CPU use
-(including other processes on the machine).  The exit code is nonzero only if the node or
-its identifier process died.
+(including other processes on the machine).  The exit code is nonzero when the RSS check
+fails (or the run ended before the warm-up did), the node or its identifier process died, or
+the node did not exit cleanly.
 
     python bench/soak.py [--duration 600] [--loop 0] [--quick]
 """
@@ -449,6 +450,7 @@ def main():
     ident = diag.get('diffmsm: identifier', {})
     inputs = diag.get('diffmsm: inputs', {})
     print()
+    passed = False
     if warm is not None and last is not None and k > warm_at:
         passed = summary_table(warm, last, end)
         print(f'RSS growth from the warm-up ({args.warmup:g} s of session time) to the last '
@@ -486,6 +488,7 @@ def main():
     print(f'node exit code {code}')
     if crashed:
         print(f'CRASH: {crashed}')
+    if crashed or not passed or code != 0:
         sys.exit(1)
 
 
