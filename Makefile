@@ -39,11 +39,14 @@ venv: $(STAMP) $(TOOLS_STAMP)
 demo: venv
 	$(BIN)/diffmsm demo
 
+# the core and node layers on two workers (each test there stands alone), then the
+# integration tests one at a time: they measure the live node, which needs the cores
 test: venv
-	$(BIN)/python -m pytest -q --durations=12
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=8 test/core test/node
+	$(BIN)/python -m pytest -q --durations=8 test/integration
 
 lint: venv
-	$(BIN)/python -m pytest -q test/test_flake8.py test/test_pep257.py
+	$(BIN)/python -m pytest -q test/core/test_flake8.py test/core/test_pep257.py
 
 # every benchmark the README lists; each exits non-zero when its stated goal fails, and the
 # target stops at the first failure (`make -k bench` runs the rest and reports them all)

@@ -72,7 +72,7 @@ def main():
     import jax.numpy as jnp
     import numpy as np
     from scipy.optimize import dual_annealing
-    from test_identify_protocol import protocol_problem
+    from protocol_setup import protocol_problem
     configure()
     elbow = templates.resolve('elbow')
     prob, win = protocol_problem(elbow)

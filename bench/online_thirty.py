@@ -37,7 +37,7 @@ def main():
     configure()
     from conftest import ELBOW_XML
     from diffmsm_ros import templates
-    import test_identify_sessions as sessions
+    import sessions
 
     elbow = templates.resolve('elbow')
     xml = templates.myo_sim_path(ELBOW_XML[len('myo_sim:'):])
@@ -64,7 +64,7 @@ def run_seed(seed, elbow, session, args):
     from diffmsm_ros.identify import offline, online
     from diffmsm_ros.session import subjects
     import numpy as np
-    import test_identify_sessions as sessions
+    import sessions
 
     truth, _, _, recording = session
     try:

@@ -30,7 +30,7 @@ def main():
     from diffmsm_ros.identify import protocol
     from diffmsm_ros.jax_setup import configure
     import numpy as np
-    from test_identify_protocol import protocol_problem, report
+    from protocol_setup import protocol_problem
     configure()
     prob, win = protocol_problem(templates.resolve(args.template))
     print(f'template {args.template}: {prob.space.size} parameters')
@@ -47,6 +47,17 @@ def main():
     print(f'goal (every seed within {GOAL} % mean muscle error): '
           f'{"FAIL" if failed else "PASS"}')
     sys.exit(1 if failed else 0)
+
+
+def report(spread, trials):
+    """Print one row per trial and the mean."""
+    import numpy as np
+    print(f'\nspread {spread:.0%}: seed, start MAPE, muscle MAPE, worst muscle parameter, '
+          'M(q) error, gravity error, seconds')
+    for t in trials:
+        print(f'  {t.seed:2d} {t.start_mape:6.2f}% {t.muscle_mape:.2e}% {t.muscle_max:.2e}% '
+              f'{t.inertia_error:.1e}% {t.gravity_error:.1e}% {t.seconds:5.1f}')
+    print(f'  mean muscle MAPE {np.mean([t.muscle_mape for t in trials]):.2e}%')
 
 
 if __name__ == '__main__':

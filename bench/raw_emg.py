@@ -40,7 +40,7 @@ def main():
     from diffmsm_ros.session import raw_emg, record
     import jax.numpy as jnp
     import numpy as np
-    import test_identify_sessions as sessions
+    import sessions
 
     elbow = templates.resolve('elbow')
     xml = templates.myo_sim_path(ELBOW_XML[len('myo_sim:'):])

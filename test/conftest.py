@@ -1,15 +1,28 @@
-"""Test set-up: DDS stays on this machine on a domain of its own; JAX runs in float64."""
+"""
+Test set-up: DDS stays on this machine on a domain of its own; JAX runs in float64.
+
+The suite has three layers: ``core`` (pure functions, no ROS), ``node`` (the ROS shell in
+this process) and ``integration`` (real processes over DDS).  ``make test`` runs the first
+two on two pytest-xdist workers, each on a DDS domain of its own, and then the integration
+tests one at a time (they measure the node's timing and need the machine's cores).
+"""
 
 import os
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_LOCALHOST_ONLY'] = '1'
 os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
+_WORKER = os.environ.get('PYTEST_XDIST_WORKER', '')
+if _WORKER.startswith('gw'):         # another domain per xdist worker
+    os.environ['ROS_DOMAIN_ID'] = str(100 + (int(os.environ['ROS_DOMAIN_ID']) - 100 + 1 +
+                                             int(_WORKER[2:])) % 100)
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
-import jax  # noqa: E402
+from diffmsm_ros.jax_setup import configure  # noqa: E402
 
-jax.config.update('jax_enable_x64', True)
+# float64, and the persistent compilation cache the node processes use too: a computation
+# compiled by one test (or node) is loaded, not compiled again, by the next
+configure()
 
 import pytest  # noqa: E402
 

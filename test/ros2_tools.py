@@ -145,9 +145,16 @@ def sync_working_tree(clone):
     head = subprocess.run(['git', '-C', ROOT, 'rev-parse', 'HEAD'], check=True, text=True,
                           stdout=subprocess.PIPE).stdout.strip()
     subprocess.run(['git', '-C', clone, 'checkout', '-q', head], check=True)
-    listed = subprocess.run(['git', '-C', ROOT, 'ls-files', '-z', '-m', '-o',
-                             '--exclude-standard'], check=True, stdout=subprocess.PIPE)
-    for name in filter(None, listed.stdout.decode().split('\0')):
+
+    def names(*args):
+        out = subprocess.run(['git', '-C', ROOT, *args], check=True, stdout=subprocess.PIPE)
+        return filter(None, out.stdout.decode().split('\0'))
+
+    # every path changed since HEAD (staged or not; a move is a deletion and an addition),
+    # and the files git does not track yet
+    changed = set(names('diff', '--name-only', '-z', '--no-renames', 'HEAD'))
+    changed.update(names('ls-files', '-z', '-o', '--exclude-standard'))
+    for name in sorted(changed):
         source, target = os.path.join(ROOT, name), os.path.join(clone, name)
         if os.path.isfile(source):
             os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -6,6 +6,7 @@ import time
 from diffmsm_ros import settings
 from diffmsm_ros.files.modelfile import ModelFileError
 import numpy as np
+from tqdm import tqdm
 
 
 class UserError(Exception):
@@ -130,10 +131,16 @@ def identify(args):
     except Exception as err:  # noqa: B902 - rosbags raises many kinds; report them plainly
         raise UserError(f'cannot read {args.bag}: {err}') from None
     started = time.monotonic()
-    sf, history, info = offline.identify_recording(
-        template, recording, settings.identify_config(values),
-        settings.emg_config(values, model.muscle_names), progress=not args.quiet,
-        period=args.period)
+    span = (max(recording.joint_t[-1], recording.emg_t[-1])
+            - min(recording.joint_t[0], recording.emg_t[0]))
+    with tqdm(total=round(span, 1), unit='s', desc='session', disable=args.quiet,
+              bar_format='{desc} {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s '
+              '[{elapsed}<{remaining}]{postfix}') as bar:
+        sf, history, info = offline.identify_recording(
+            template, recording, settings.identify_config(values),
+            settings.emg_config(values, model.muscle_names), period=args.period,
+            progress=lambda done, note: (bar.update(round(done, 1) - bar.n),
+                                         bar.set_postfix_str(note, refresh=False)))
     elapsed = time.monotonic() - started
     path = modelfile.save_atomic(sf, args.out)
     duration = recording.joint_t[-1] - recording.joint_t[0]

@@ -14,6 +14,8 @@ import math
 import os
 import tempfile
 
+from diffmsm_ros.identify.bounds import default_bounds
+from diffmsm_ros.model import schema
 from diffmsm_ros.model.geometry import GeometryBlock
 from diffmsm_ros.model.muscles import CURVE_DEFAULTS, FAMILIES, HILL_FIELDS, Muscles
 from diffmsm_ros.model.skeleton import Skeleton
@@ -22,24 +24,6 @@ import numpy as np
 import yaml
 
 FORMAT = 'diffmsm.subject/1'
-
-# Plausible ranges (SI) to catch unit mistakes such as centimetres or grams.
-PLAUSIBLE = {
-    'max_isometric_force': (0.1, 2.0e4, 'N'),
-    'optimal_fiber_length': (1e-3, 1.0, 'm'),
-    'tendon_slack_length': (-2.0, 2.0, 'm'),
-    'tau_act': (1e-4, 1.0, 's'),
-    'tau_deact': (1e-4, 2.0, 's'),
-    'emg_gain': (1e-3, 1e3, ''),
-    'emg_delay': (0.0, 0.5, 's'),
-    'mass': (1e-4, 200.0, 'kg'),
-    'damping': (0.0, 100.0, 'N m s/rad'),
-    'armature': (0.0, 10.0, 'kg m^2'),
-    'timestep': (1e-5, 0.02, 's'),
-}
-
-SEGMENT_FIELDS = ('mass', 'com', 'inertia')
-JOINT_FIELDS = ('damping', 'armature')
 
 
 class ModelFileError(ValueError):
@@ -79,7 +63,7 @@ def _number(value, where, lo=None, hi=None, unit=''):
 
 
 def _plausible(value, where, key):
-    lo, hi, unit = PLAUSIBLE[key]
+    unit, lo, hi = schema.SPECS[key]
     return _number(value, where, lo, hi, unit)
 
 
@@ -327,38 +311,8 @@ def from_doc(doc):
 
 # ----------------------------------------------------------------------------- bounds
 
-def default_bounds(model):
-    """Physically sensible bounds around a model's values, section -> name -> field."""
-    mus, sk = model.muscles, model.skeleton
-    out = {'muscles': {}, 'segments': {}, 'joints': {}}
-    for i, name in enumerate(mus.names):
-        f0 = float(mus.max_isometric_force[i])
-        l0 = float(mus.optimal_fiber_length[i])
-        tsl = float(mus.tendon_slack_length[i])
-        out['muscles'][name] = {
-            'max_isometric_force': [0.2 * f0, 5.0 * f0],
-            'optimal_fiber_length': [0.5 * l0, 2.0 * l0],
-            'tendon_slack_length': [tsl - 0.5 * l0, tsl + 0.5 * l0],
-            'tau_act': [0.002, 0.1], 'tau_deact': [0.005, 0.3],
-            'emg_gain': [0.1, 10.0], 'emg_delay': [0.0, 0.2]}
-    for i, name in enumerate(sk.segment_names):
-        mass = float(sk.mass[i])
-        inertia = np.asarray(sk.inertia[i], dtype=float)
-        scale = float(np.max(inertia[:3]))
-        out['segments'][name] = {
-            'mass': [0.2 * mass, 5.0 * mass],
-            'com': [[float(c) - 0.2, float(c) + 0.2] for c in sk.com[i]],
-            'inertia': [[0.1 * v, 10.0 * v] if k < 3 else [v - scale, v + scale]
-                        for k, v in enumerate(inertia.tolist())]}
-    for i, name in enumerate(sk.joint_names):
-        damping = float(sk.damping[i])
-        out['joints'][name] = {'damping': [0.0, 10.0 * damping + 1.0],
-                               'armature': [0.0, 10.0 * float(sk.armature[i]) + 0.1]}
-    return out
-
-
 def _merge_bounds(bounds, doc, model):
-    for section in ('muscles', 'segments', 'joints'):
+    for section in schema.SECTIONS:
         for name, entry in doc[section].items():
             given = entry.get('bounds') if isinstance(entry, dict) else None
             if given is None:
@@ -384,7 +338,7 @@ def _merge_bounds(bounds, doc, model):
 
 def _read_std(doc):
     std = {}
-    for section in ('muscles', 'segments', 'joints'):
+    for section in schema.SECTIONS:
         for name, entry in doc[section].items():
             if isinstance(entry, dict) and isinstance(entry.get('std'), dict):
                 std.setdefault(section, {})[name] = copy.deepcopy(entry['std'])
@@ -393,14 +347,8 @@ def _read_std(doc):
 
 def parameter_value(model, section, name, field):
     """Return the current value of one named parameter (float or list)."""
-    if section == 'muscles':
-        i = model.muscles.names.index(name)
-        return np.asarray(getattr(model.muscles, field))[i].tolist()
-    if section == 'segments':
-        i = model.skeleton.segment_names.index(name)
-        return np.asarray(getattr(model.skeleton, field))[i].tolist()
-    i = model.skeleton.joint_names.index(name)
-    return np.asarray(getattr(model.skeleton, field))[i].tolist()
+    arrays, names = schema.holder(model, section)
+    return np.asarray(getattr(arrays, field))[names.index(name)].tolist()
 
 
 def check_bounds(sf, tol=1e-12):
@@ -486,7 +434,7 @@ def to_doc(sf):
         entry['geometry'] = geometry[i]
         muscles[name] = entry
     doc['joints'], doc['segments'], doc['muscles'] = joints, segments, muscles
-    for section in ('muscles', 'segments', 'joints'):
+    for section in schema.SECTIONS:
         for name, fields in sf.bounds.get(section, {}).items():
             doc[section][name]['bounds'] = copy.deepcopy(fields)
         for name, fields in sf.std.get(section, {}).items():

@@ -9,7 +9,6 @@ whose normal equations add up (memory bounded whatever the length).
 """
 
 import dataclasses
-import sys
 import time
 
 from diffmsm_ros.emg.intake import EmgIntake
@@ -67,44 +66,16 @@ def excitations_from_recording(recording, emg_config, muscle_names, with_noise=F
     return excitations, times
 
 
-class Progress:
-    """A one-line progress bar on stderr (session time, real-time factor)."""
-
-    def __init__(self, total, enabled=True, stream=sys.stderr):
-        self.total = max(total, 1e-9)
-        self.enabled = enabled and stream is not None
-        self.stream = stream
-        self.started = time.monotonic()
-        self.last = -1.0
-
-    def show(self, done, note=''):
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self.last < 0.2 and done < self.total:
-            return
-        self.last = now
-        frac = min(1.0, done / self.total)
-        bar = '#' * int(30 * frac) + '.' * (30 - int(30 * frac))
-        speed = done / max(now - self.started, 1e-9)
-        self.stream.write(f'\r[{bar}] {100 * frac:5.1f}% {done:7.1f}/{self.total:.1f} s '
-                          f'session, {speed:5.1f}x real time {note:30s}')
-        self.stream.flush()
-
-    def close(self):
-        if self.enabled:
-            self.stream.write('\n')
-            self.stream.flush()
-
-
 def replay(ident, recording, excitations, period, progress=None, on_update=None, paced=False,
            emg_t=None):
     """
     Feed a recording through an OnlineIdentifier, updating every ``period`` s of data.
 
-    ``paced`` emulates a live node whose worker thread cannot start an update before the
-    previous one finished: an update that took c seconds of compute delays the next one
-    until c seconds of session time have passed (no sleeping: the clock is the data).
+    ``progress(done, note)``, if given, hears after each update how many seconds of the
+    session are done and the update's outcome.  ``paced`` emulates a live node whose worker
+    thread cannot start an update before the previous one finished: an update that took c
+    seconds of compute delays the next one until c seconds of session time have passed (no
+    sleeping: the clock is the data).
     """
     jt = recording.joint_t
     et = recording.emg_t if emg_t is None else emg_t
@@ -137,7 +108,7 @@ def replay(ident, recording, excitations, period, progress=None, on_update=None,
         if on_update is not None:
             on_update(result, ident)
         if progress is not None:
-            progress.show(limit - t0, result.reason)
+            progress(limit - t0, result.reason)
         if limit >= t_end:
             break
         next_update += period
@@ -189,13 +160,13 @@ def split_windows(win, steps, warmup):
     return out
 
 
-def identify_recording(template, recording, config, emg_config, progress=True, on_update=None,
+def identify_recording(template, recording, config, emg_config, progress=None, on_update=None,
                        period=None):
     """
     Identify a recorded session; returns (SubjectFile, History, final-fit info).
 
     ``config`` is the IdentifyConfig, ``emg_config`` the EmgConfig (``settings`` builds both
-    from a parameters file).
+    from a parameters file); ``progress`` is passed to ``replay``.
 
     ``period`` (s of data between online updates) defaults to a fast replay: one update
     per chunk (with memory each chunk is absorbed once the next ones cover the window;
@@ -212,11 +183,7 @@ def identify_recording(template, recording, config, emg_config, progress=True, o
     ident.envelope_noise = envelope_noise
     if period is None:
         period = ident.fit_span * ident.h
-    duration = max(recording.joint_t[-1], recording.emg_t[-1]) - min(
-        recording.joint_t[0], recording.emg_t[0])
-    bar = Progress(duration, enabled=progress)
-    history = replay(ident, recording, excitations, period, bar, on_update, emg_t=emg_t)
-    bar.close()
+    history = replay(ident, recording, excitations, period, progress, on_update, emg_t=emg_t)
     win, grid = session_window(recording, excitations, emg_t, model, ident.history,
                                np.inf)
     wins = split_windows(win, ident.fit_steps, ident.warmup_steps)

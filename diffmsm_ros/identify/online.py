@@ -16,7 +16,9 @@ from diffmsm_ros.identify import params, posterior, solvers
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.problem import NOISE_LEVEL, Problem
 from diffmsm_ros.identify.window import from_arrays
-from diffmsm_ros.model.excitation import MAX_DELAY
+from diffmsm_ros.model import schema
+from diffmsm_ros.model.schema import MAX_DELAY
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -500,7 +502,6 @@ def _fill(x):
 
 
 def _to_numpy(model):
-    import jax
     return jax.tree_util.tree_map(np.asarray, model)
 
 
@@ -549,9 +550,8 @@ def clip_to_bounds(sf):
     mus, sk = model.muscles, model.skeleton
     updates_m, updates_s = {}, {}
     for section, names in sf.bounds.items():
-        holder, order, out = ((mus, mus.names, updates_m) if section == 'muscles' else
-                              (sk, sk.segment_names if section == 'segments'
-                               else sk.joint_names, updates_s))
+        holder, order = schema.holder(model, section)
+        out = updates_m if section == 'muscles' else updates_s
         for name, fields in names.items():
             i = order.index(name)
             for field, pair in fields.items():

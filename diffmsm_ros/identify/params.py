@@ -18,14 +18,10 @@ coordinates that match what the motion actually determines:
 
 import dataclasses
 
-from diffmsm_ros.model import dynamics
-from diffmsm_ros.model.muscles import HILL_FIELDS
+from diffmsm_ros.model import dynamics, schema
 import jax.numpy as jnp
 import numpy as np
 
-MUSCLE_FIELDS = HILL_FIELDS
-SEGMENT_FIELDS = ('mass', 'com', 'inertia')
-JOINT_FIELDS = ('damping', 'armature')
 POSITIVE = {'max_isometric_force', 'optimal_fiber_length', 'tau_act', 'tau_deact',
             'emg_gain', 'mass'}
 DEFAULT_SELECTION = {
@@ -38,11 +34,8 @@ DEFAULT_SELECTION = {
 DRIFT_KINDS = {'strength': ('max_isometric_force',),
                'lengths': ('optimal_fiber_length', 'tendon_slack_length'),
                'activation': ('tau_act', 'tau_deact', 'emg_gain', 'emg_delay'),
-               'bones': SEGMENT_FIELDS + JOINT_FIELDS}
+               'bones': schema.SEGMENT_FIELDS + schema.JOINT_FIELDS}
 DEFAULT_DRIFT = {'strength': 2.0, 'lengths': 0.1, 'activation': 0.5, 'bones': 0.0}
-UNITS = {'max_isometric_force': 'N', 'optimal_fiber_length': 'm', 'tendon_slack_length': 'm',
-         'tau_act': 's', 'tau_deact': 's', 'emg_gain': '', 'emg_delay': 's', 'mass': 'kg',
-         'com': 'm', 'inertia': 'kg m^2', 'damping': 'N m s/rad', 'armature': 'kg m^2'}
 INERTIA_AXES = ('xx', 'yy', 'zz', 'xy', 'xz', 'yz')
 
 
@@ -215,16 +208,8 @@ def _parallel_axis(com):
     return jnp.stack([y * y + z * z, x * x + z * z, x * x + y * y, -x * y, -x * z, -y * z])
 
 
-def _section_arrays(model, section):
-    if section == 'muscles':
-        return model.muscles, model.muscles.names
-    if section == 'segments':
-        return model.skeleton, model.skeleton.segment_names
-    return model.skeleton, model.skeleton.joint_names
-
-
 def value_of(model, entry):
-    holder, names = _section_arrays(model, entry.section)
+    holder, names = schema.holder(model, entry.section)
     arr = np.asarray(getattr(holder, entry.field))
     i = names.index(entry.name)
     return float(arr[i] if entry.component < 0 else arr[i, entry.component])
@@ -233,10 +218,9 @@ def value_of(model, entry):
 def _parse_selection(model, selection):
     """Entries from {section: [fields] | {name: [fields]}}."""
     entries = []
-    for section, allowed in (('muscles', MUSCLE_FIELDS), ('segments', SEGMENT_FIELDS),
-                             ('joints', JOINT_FIELDS)):
+    for section, allowed in schema.FIELDS.items():
         spec = selection.get(section) or []
-        _, names = _section_arrays(model, section)
+        _, names = schema.holder(model, section)
         if isinstance(spec, dict):
             unknown = [n for n in spec if n not in names]
             if unknown:
@@ -373,7 +357,7 @@ def apply(model, space, theta):
     muscles, sk = model.muscles, model.skeleton
     m_updates, s_updates = {}, {}
     for (section, field), ks in _groups(space).items():
-        holder, names = _section_arrays(model, section)
+        holder, names = schema.holder(model, section)
         arr = jnp.asarray(getattr(holder, field))
         rows = np.array([names.index(space.entries[k].name) for k in ks])
         comps = np.array([space.entries[k].component for k in ks])

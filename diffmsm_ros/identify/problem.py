@@ -7,8 +7,8 @@ are jitted once per Problem and compile once per window shape.
 
 import functools
 
-from diffmsm_ros.identify import (envelope_information, params, posterior, residuals, solvers,
-                                  uncertainty)
+from diffmsm_ros.identify import (decompose, envelope_information, params, posterior, residuals,
+                                  solvers, uncertainty)
 from diffmsm_ros.identify.config import IdentifyConfig
 from diffmsm_ros.model.skeleton import inertia_matrix as skeleton_inertia_matrix
 import jax
@@ -179,13 +179,13 @@ class Problem:
         ``density`` is S0 per muscle (1/Hz); returns None unless it holds one finite,
         positive value per muscle.
         """
-        from diffmsm_ros.identify.decompose import smoothed_acceleration
         density = np.asarray(density, dtype=float)
         if (density.shape != (self.template.n_muscles,) or not np.all(np.isfinite(density))
                 or np.any(density <= 0)):
             return None
         zz = jnp.asarray(z, dtype=jnp.float64)
-        return sum(np.asarray(self._envelope_info(zz, w, smoothed_acceleration(w), density))
+        return sum(np.asarray(self._envelope_info(zz, w, decompose.smoothed_acceleration(w),
+                                                  density))
                    for w in _as_list(wins))
 
     def belief(self, prior=None):
@@ -373,9 +373,8 @@ class Problem:
 
     def equation_fit(self, z0, wins, prior=None, iterations=30):
         """LM on the equation error (inverse dynamics from smoothed derivatives)."""
-        from diffmsm_ros.identify.decompose import smoothed_acceleration
         wins = _as_list(wins)
-        accs = [smoothed_acceleration(w) for w in wins]
+        accs = [decompose.smoothed_acceleration(w) for w in wins]
 
         def normal(z):
             zz = jnp.asarray(z, dtype=jnp.float64)
@@ -466,7 +465,6 @@ class Problem:
         lowers the equation error (at most ``SWEEPS`` times); the lower equation
         error wins (wrong basins fit the equation of motion visibly worse than the right one).
         """
-        from diffmsm_ros.identify import decompose
         wins = _as_list(wins)
         accs = [decompose.smoothed_acceleration(w) for w in wins]
 

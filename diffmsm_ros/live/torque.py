@@ -20,7 +20,7 @@ and an accepted model swaps in without a compile.
 import math
 import typing
 
-from diffmsm_ros.model import dynamics, excitation
+from diffmsm_ros.model import dynamics, excitation, schema
 import jax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
@@ -72,7 +72,7 @@ class TorquePath:
     def __init__(self, model):
         self.h = float(model.timestep)
         self.nm, self.nq = model.n_muscles, model.n_joints
-        self.history = int(math.ceil(excitation.MAX_DELAY / self.h)) + 2
+        self.history = int(math.ceil(schema.MAX_DELAY / self.h)) + 2
         _, unravel = ravel_pytree(model)
         self._treedef = jax.tree_util.tree_structure(model)
         history, h = self.history, self.h

@@ -3,12 +3,11 @@ From EMG-derived excitation rows on the model's time grid to each muscle's excit
 
 u_m(t_k) = clip(g_m * e_m(t_k - d_m), 0, 1): gain g_m, delay d_m (s), and e linearly
 interpolated between grid rows, so that the delay has a gradient.  The identifier's windows
-and the node's torque path both read excitations through this one definition.
+and the node's torque path both read excitations through this one definition.  Delays
+reach back at most ``schema.MAX_DELAY``.
 """
 
 import jax.numpy as jnp
-
-MAX_DELAY = 0.2     # s: the longest EMG delay read (history kept before a window or step)
 
 
 def _read(muscles, emg, pos):

@@ -14,7 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from diffmsm_ros.bad_input import BadInput
 import numpy as np
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 
 class InputError(BadInput):
@@ -190,7 +190,6 @@ def _doubles(values):
 
 def emg_message(chunk):
     """Build a Float64MultiArray of samples [S, C] (for publishers and tests)."""
-    from std_msgs.msg import MultiArrayDimension
     chunk = np.asarray(chunk, dtype=float)
     msg = Float64MultiArray()
     msg.layout.dim = [

@@ -80,6 +80,26 @@ def torque_status(timeline, latencies, now=None):
     return 'diffmsm: torque', 'OK', 'publishing', values
 
 
+def collect(timeline, lock, stale_timeout, latencies, worker, last_result, log):
+    """
+    Return the node's statuses [(name, level, message, values)] and its input-rate errors.
+
+    Inputs and torque are read under ``lock`` (the time line's); every rate problem is
+    logged (throttled, ``log(level, text, key)``); the errors, joined, explain rejected
+    updates and are returned with the statuses.
+    """
+    with lock:
+        problems = timeline.rate_problems()
+        statuses = [inputs_status(timeline, stale_timeout, rate_problems=problems),
+                    torque_status(timeline, list(latencies))]
+    stream_problem = '; '.join(text for level, text in problems if level == 'ERROR')
+    for level, text in problems:
+        log(level.lower().replace('warn', 'warning'), text, text[:30])
+    statuses.append(identifier_status(dict(worker.stats), last_result, worker.dropped,
+                                      stream_problem))
+    return statuses, stream_problem
+
+
 def identifier_status(stats, result, dropped, stream_problem=''):
     """Counters of the identifier process and its last update."""
     level = 'WARN' if stats['errors'] else 'OK'

@@ -16,6 +16,7 @@ import time
 from diffmsm_ros import settings
 from diffmsm_ros.emg.intake import EmgIntake
 from diffmsm_ros.files import modelfile
+from diffmsm_ros.jax_setup import configure
 from diffmsm_ros.live.timeline import InputTimeline, Torque
 from diffmsm_ros.live.torque import TorquePath
 from diffmsm_ros.nodes import convert, diagnostics, qos, realtime, sensor_loop
@@ -45,17 +46,14 @@ class DiffMsmNode(Node):
         super().__init__(settings.NODE_NAME, **kwargs)
         self.log = NodeLog(self, settings.NODE_NAME)
         self.values = declare(self)
-        self.ready = False
         self._setup(self.values)
         self.add_on_set_parameters_callback(lambda params: on_set(self, params))
-        self.ready = True
         self.get_logger().info(
             f'ready: model {self.template.model.name!r}, joints {self.joints}, '
             f'{self.template.model.n_muscles} muscles, EMG {self.values["emg.kind"]} at '
             f'{self.intake.rate:g} Hz; compiled in {self.compile_seconds:.1f} s')
 
     def _setup(self, values):
-        from diffmsm_ros.jax_setup import configure
         configure()
         self.template = resolve_template(values)
         model = self.template.model
@@ -103,13 +101,12 @@ class DiffMsmNode(Node):
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.diag_timer = None
         self.set_diagnostics_period(values['diagnostics_period'])
-        self._publish_model(self.model_yaml)
+        self.pub_model.publish(String(data=self.model_yaml))
 
     @property
     def subscriptions(self):
         """Subscriptions the executor serves (the sensor loop serves the sensor ones)."""
-        hidden = getattr(self, '_hidden', ())
-        yield from (sub for sub in self._subscriptions if sub not in hidden)
+        yield from (s for s in self._subscriptions if s not in getattr(self, '_hidden', ()))
 
     def start_sensor_loop(self, priority):
         """Serve the sensor subscriptions on their own thread, at ``priority`` if allowed."""
@@ -121,11 +118,9 @@ class DiffMsmNode(Node):
             self.sensor_loop.start()
 
     def destroy_node(self):
-        if getattr(self, 'sensor_loop', None) is not None:
-            self.sensor_loop.stop()
-        worker = getattr(self, 'worker', None)
-        if worker is not None:
-            worker.stop()
+        for part in (getattr(self, 'sensor_loop', None), getattr(self, 'worker', None)):
+            if part is not None:        # None too where the constructor stopped early
+                part.stop()
         return super().destroy_node()
 
     def set_diagnostics_period(self, period):
@@ -181,12 +176,9 @@ class DiffMsmNode(Node):
         self.torque.set_model(model)
         self.model_yaml = text
         if self.context.ok():       # a model accepted while stopping is still saved
-            self._publish_model(text)
+            self.pub_model.publish(String(data=text))
         if self.values['model.save_on_update']:
             self._save(text)
-
-    def _publish_model(self, text):
-        self.pub_model.publish(String(data=text))
 
     def _save(self, text):
         path = os.path.abspath(self.values['model.output_path'])
@@ -208,7 +200,7 @@ class DiffMsmNode(Node):
         with self.lock:
             self.timeline.reset()
         self.model_yaml = modelfile.dumps(self.template)
-        self._publish_model(self.model_yaml)
+        self.pub_model.publish(String(data=self.model_yaml))
         response.success, response.message = True, 'back to the template, buffers cleared'
         return response
 
@@ -222,17 +214,9 @@ class DiffMsmNode(Node):
     # ------------------------------------------------------------------ diagnostics
     def diagnostic_statuses(self):
         """[(name, level, message, values)] describing inputs, torque and identifier."""
-        timeline = self.timeline
-        with self.lock:
-            problems = timeline.rate_problems()
-            statuses = [diagnostics.inputs_status(timeline, self.values['stale_timeout'],
-                                                  rate_problems=problems),
-                        diagnostics.torque_status(timeline, list(self.latency))]
-        self.stream_problem = '; '.join(text for level, text in problems if level == 'ERROR')
-        for level, text in problems:
-            self.log.throttled(level.lower().replace('warn', 'warning'), text, text[:30])
-        statuses.append(diagnostics.identifier_status(
-            dict(self.worker.stats), self.last_result, self.worker.dropped, self.stream_problem))
+        statuses, self.stream_problem = diagnostics.collect(
+            self.timeline, self.lock, self.values['stale_timeout'], self.latency, self.worker,
+            self.last_result, self.log.throttled)
         return statuses
 
     def _publish_diag(self):

@@ -4,7 +4,7 @@ The node's ROS parameters, declared from ``settings.SPECS`` and checked when set
 Descriptors carry ranges, choices and the read-only flag.
 """
 
-from diffmsm_ros import settings
+from diffmsm_ros import settings, templates
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 
@@ -36,7 +36,6 @@ def declare(node):
 
 def resolve_template(values):
     """Load ``model.template`` and check ``joints`` against it (SettingsError if unusable)."""
-    from diffmsm_ros import templates
     try:
         template = templates.resolve(values['model.template'])
     except (OSError, ValueError) as err:

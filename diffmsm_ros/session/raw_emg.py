@@ -6,13 +6,13 @@ amplitude-modulated by ``amplitude * u(t)``.  Its MVC value, as for a real subje
 the node's own envelope pipeline reads at full excitation (``calibrate_mvc``).
 """
 
+from diffmsm_ros.emg.envelope import EnvelopeFilter
 import numpy as np
 from scipy import signal
 
 
 def calibrate_mvc(amplitude, sample_rate, seconds=20.0, seed=12345, **filter_options):
     """Mean envelope (V) the node's filter gives at full excitation (an MVC trial)."""
-    from diffmsm_ros.emg.envelope import EnvelopeFilter
     t = np.arange(int(seconds * 500)) / 500.0
     raw, _ = synthesize(t, np.ones((len(t), 1)), sample_rate, np.random.default_rng(seed),
                         amplitude)

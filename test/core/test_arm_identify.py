@@ -14,7 +14,7 @@ from diffmsm_ros.session import mujoco_sim, record, subjects
 from diffmsm_ros.session.mujoco_sim import model_along_run
 import numpy as np
 import pytest
-from test_identify_sessions import ENCODER_NOISE, identify, muscle_errors, rms
+from sessions import ENCODER_NOISE, identify, muscle_errors, rms
 
 pytestmark = [pytest.mark.slow, pytest.mark.mujoco]
 
@@ -37,12 +37,6 @@ def test_offline_mujoco_arm_session(arm, arm_session):
     model = sf.model
     torque, _ = model_along_run(model, run)
     torque_error = 100 * rms(torque - run.tau_muscle, axis=0) / rms(run.tau_muscle, axis=0)
-    print(f'\nMuJoCo arm session, {SESSION:.0f} s: template error {start.mean():.2f} %; '
-          f'identified muscle error mean {err.mean():.3f} %, max {err.max():.3f} %; '
-          f'muscle torque RMSE {torque_error.round(3)} % of RMS {rms(run.tau_muscle, axis=0)} N m '
-          f'(shoulder, elbow); {seconds:.0f} s')
-    for name, row in zip(model.muscle_names, err.T):
-        print(f'  {name:9s} ' + ' '.join(f'{v:7.3f}' for v in row))
     # the exoskeleton really pushed on both joints
     assert np.all(rms(session.tau_exo, axis=0) > 1.0)
     assert start.mean() > 5.0

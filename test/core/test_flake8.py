@@ -5,7 +5,7 @@ import os
 from ament_flake8.main import main_with_errors
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PATHS = ['diffmsm_ros', 'test', 'bench', 'tools', 'launch', 'setup.py']
 
 

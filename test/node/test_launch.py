@@ -18,7 +18,7 @@ import pytest
 import ros2_tools
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCH = os.path.join(ROOT, 'launch', 'diffmsm.launch.py')
 REPLAY_LAUNCH = os.path.join(ROOT, 'launch', 'replay.launch.py')
 FRONT_ENDS = [os.path.join(ROOT, 'launch', 'diffmsm.launch.' + ext) for ext in ('xml', 'yaml')]

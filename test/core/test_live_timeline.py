@@ -9,7 +9,7 @@ from diffmsm_ros.live import torque as torque_mod
 from diffmsm_ros.live.timeline import InputTimeline, TimelineConfig, Torque, Withheld
 from diffmsm_ros.live.torque import TorquePath
 from diffmsm_ros.live.velocity import CausalVelocity
-from diffmsm_ros.model import dynamics, excitation
+from diffmsm_ros.model import dynamics, excitation, schema
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -51,7 +51,7 @@ def excitation_rows(rng, steps, nm, h):
 def reference_activation(model, rows):
     """Integrate the whole sequence as the identifier defines it: a_k before step k."""
     h = model.timestep
-    history = int(np.ceil(excitation.MAX_DELAY / h)) + 2
+    history = int(np.ceil(schema.MAX_DELAY / h)) + 2
     padded = np.concatenate([np.repeat(rows[:1], history, axis=0), rows])
     u = np.asarray(excitation.delayed(model.muscles, jnp.asarray(padded), history, h,
                                       len(rows)))

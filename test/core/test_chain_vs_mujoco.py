@@ -85,5 +85,4 @@ def test_two_joint_simulation(tmp_path, chain):
     limits = np.asarray(model.skeleton.joint_range)
     assert np.all((run.q > limits[:, 0]) & (run.q < limits[:, 1])), 'stay off the joint limits'
     assert np.ptp(run.q, axis=0).min() > 0.1
-    print(f'two-joint open loop 2 s: {np.abs(q - run.q).max():.2e} rad')
     assert np.abs(q - run.q).max() <= 1e-4

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_identify_sessions import rms
+from sessions import rms
 
 
 @pytest.fixture(scope='module')
@@ -27,7 +27,6 @@ def test_geometry_held_out_moment_arms(setting):
     ours = np.array([np.asarray(dynamics.moment_arms(model, jnp.array([q])))[:, 0] for q in qs])
     theirs = np.array([oracle.lengths_and_moments(np.array([q]))[1][:, 0] for q in qs])
     rel = np.abs(ours - theirs).max(axis=0) / np.abs(theirs).max(axis=0)
-    print(f'held-out moment-arm error (max over the range / max |R|): {rel.max():.2e}')
     assert rel.max() <= 1e-3
 
 
@@ -36,7 +35,6 @@ def test_torque_and_acceleration_along_mujoco_trajectory(setting):
     torque, acc = model_along_run(model, run)
     torque_err = rms(torque - run.tau_muscle) / rms(run.tau_muscle)
     acc_err = rms(acc - run.qacc) / rms(run.qacc)
-    print(f'muscle torque {torque_err:.2e}, joint acceleration {acc_err:.2e} of RMS')
     assert torque_err <= 5e-3
     assert acc_err <= 5e-3
 
@@ -53,7 +51,6 @@ def test_closed_and_open_loop_joint_angles(setting):
     q_open = np.concatenate([run.q[:1], np.asarray(opened.q)[:-1]])
     two_s = int(round(2.0 / model.timestep))
     open_err = np.abs(q_open[:two_s] - run.q[:two_s]).max()
-    print(f'closed loop 10 s: {closed:.2e} rad; open loop 2 s: {open_err:.2e} rad')
     assert closed <= 5e-3
     assert open_err <= 2e-3
     # the comparison means something: the joint really moved and muscles really pulled

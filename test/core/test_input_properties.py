@@ -131,7 +131,7 @@ def test_raw_emg_read_as_an_envelope_is_refused_offline(elbow):
     raw = 1e-3 * rng.standard_normal((4000, 6))
     recording = types.SimpleNamespace(emg=raw, emg_t=np.arange(4000) / 2000.0)
     values = settings.defaults()
-    with pytest.raises(offline.RecordingError, match="looks like raw EMG"):
+    with pytest.raises(offline.RecordingError, match='looks like raw EMG'):
         offline.excitations_from_recording(recording, settings.emg_config(values),
                                            elbow.model.muscle_names)
     envelope = types.SimpleNamespace(emg=np.abs(raw) * 100, emg_t=recording.emg_t)

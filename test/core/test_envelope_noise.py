@@ -39,7 +39,6 @@ def test_envelope_noise_density_predicts_the_envelope_error(band, low, high):
     # noise variance reads about 20 % low, 10 % in RMS (documented in the README)
     density, width, actual = _envelope_error(band, 3)
     predicted = density * width
-    print(f'band {band}: S0 {density} 1/Hz, predicted variance {predicted}, actual {actual}')
     ratio = np.mean(predicted) / np.mean(actual)
     assert low < ratio < high
     assert np.all(predicted < 1.35 * actual) and np.all(predicted > 0.65 * actual)
@@ -104,7 +103,6 @@ def test_envelope_information_matches_the_spread_of_estimates(elbow):
         estimates.append(-np.linalg.solve(normal, (jac * weight[:, None]).T @ r))
     spread = np.var(estimates, axis=0)
     bound = np.diag(np.linalg.inv(info))
-    print('estimate variance / Cramer-Rao bound:', np.round(spread / bound, 3))
     np.testing.assert_allclose(spread / bound, 1.0, rtol=0.3)
 
 

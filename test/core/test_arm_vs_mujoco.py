@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_identify_sessions import rms
+from sessions import rms
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,6 @@ def test_geometry_held_out(setting):
         arm_err.append(np.abs(np.abs(ours_r) - np.abs(moment)))
         scale.append(np.abs(moment))
     rel = np.max(arm_err, axis=0) / np.maximum(np.max(scale, axis=0), 1e-9)
-    print(f'held-out: length {np.max(length_err):.2e} m, moment arm {rel.max():.2e} of max')
     assert np.max(length_err) <= 1e-6
     assert rel.max() <= 1e-3
 
@@ -67,7 +66,6 @@ def test_torque_and_acceleration_along_mujoco_trajectory(setting):
     torque, acc = model_along_run(model, run)
     torque_err = rms(torque - run.tau_muscle, axis=0) / rms(run.tau_muscle, axis=0)
     acc_err = rms(acc - run.qacc, axis=0) / rms(run.qacc, axis=0)
-    print(f'muscle torque {torque_err}, joint acceleration {acc_err} of RMS (per joint)')
     assert torque.shape[1] == 2
     assert np.all(torque_err <= 1e-2) and np.all(acc_err <= 1e-2)
     # both joints moved and both had real muscle torque
@@ -81,5 +79,4 @@ def test_closed_loop_joint_angles(setting):
         model, model, controller, state0, jnp.asarray(u), jnp.asarray(q_ref),
         jnp.asarray(qd_ref))
     err = np.abs(np.asarray(states.q) - run.q).max(axis=0)
-    print(f'closed loop 10 s: max joint-angle difference {err} rad')
     assert np.all(err <= 1e-2)

@@ -1,0 +1,76 @@
+"""
+Shared helpers of the session tests and benchmarks: MuJoCo-simulated hidden subjects.
+
+The hidden subject is the elbow template with its muscle and bone parameters 10 % off;
+MuJoCo (not our own model) simulates it wearing the exoskeleton (or not), with encoder
+noise and envelope EMG; ``identify`` runs the offline pipeline of ``diffmsm identify``.
+"""
+
+import dataclasses
+import time
+
+from diffmsm_ros import settings
+from diffmsm_ros.identify import offline, params
+from diffmsm_ros.session import record, subjects, synth
+import numpy as np
+
+MUSCLE_FIELDS = ('max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length')
+ENCODER_NOISE = 1e-4      # rad
+SESSION = 60.0            # s, the exoskeleton session the tests and benchmarks share
+
+
+def muscle_errors(model, truth):
+    """Absolute % errors of the muscle parameters [field, muscle] against ``truth``."""
+    return np.array([100 * np.abs(np.asarray(getattr(model.muscles, f)) - np.asarray(
+        getattr(truth.muscles, f))) / np.abs(np.asarray(getattr(truth.muscles, f)))
+        for f in MUSCLE_FIELDS])
+
+
+def theta_errors(space, theta, truth):
+    """Absolute % errors of the muscle entries of ``theta`` (parameter space order)."""
+    mask = space.mask(lambda e: e.section == 'muscles' and e.field in MUSCLE_FIELDS)
+    truth_theta = params.values(truth, space)
+    return 100 * np.abs(np.asarray(theta) - truth_theta)[mask] / np.abs(truth_theta[mask])
+
+
+def rms(x, axis=None):
+    """Root mean square of x, over all of it or along ``axis``."""
+    return np.sqrt(np.mean(np.square(x), axis=axis))
+
+
+def envelope_values(model):
+    """Return node settings for envelope EMG at the model rate (the recordings below)."""
+    values = settings.defaults()
+    values['emg.sample_rate'] = 1.0 / model.timestep
+    return values
+
+
+def simulate(elbow, elbow_xml, duration, exo_on=True):
+    """Return the hidden subject, its MuJoCo session and run, and its recording."""
+    from diffmsm_ros.session import mujoco_sim
+    truth = subjects.perturb(elbow, 0.1, np.random.default_rng(11))
+    session, run = mujoco_sim.simulate_session(
+        elbow_xml, elbow, truth, duration, 3, noise=ENCODER_NOISE,
+        controller=synth.ExoController(exo_on=exo_on))
+    assert np.all(np.isfinite(session.q))
+    recording = record.recording_from_session(session, with_velocity=False)
+    assert np.all(np.isnan(recording.velocity))
+    return truth, session, run, recording
+
+
+def identify(template, recording):
+    started = time.monotonic()
+    values = envelope_values(template.model)
+    sf, history, info = offline.identify_recording(
+        template, recording, settings.identify_config(values), settings.emg_config(values))
+    return sf, history, info, time.monotonic() - started
+
+
+def head(recording, seconds):
+    """Return the first ``seconds`` of a recording."""
+    j = recording.joint_t <= recording.joint_t[0] + seconds
+    e = recording.emg_t <= recording.emg_t[0] + seconds
+    return dataclasses.replace(recording, joint_t=recording.joint_t[j],
+                               position=recording.position[j], velocity=recording.velocity[j],
+                               effort=recording.effort[j], emg_t=recording.emg_t[e],
+                               emg=recording.emg[e])
