@@ -34,6 +34,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 
 ENCODER_RATE = 1000.0       # Hz
 EMG_RATE = 2000.0           # Hz
@@ -65,61 +66,43 @@ def session_arrays(duration, seed=0):
     return list(elbow.model.joint_names), q, qd, tau, session.u[step]
 
 
-# ---------------------------------------------------------------------- processes (/proc)
+# ---------------------------------------------------------------------- processes (psutil)
 def rss_mb(pid):
     """Resident set size of a process in MB (0 if it is gone)."""
     try:
-        with open(f'/proc/{pid}/status', encoding='ascii') as fh:
-            for line in fh:
-                if line.startswith('VmRSS:'):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError):
-        pass
-    return 0.0
+        return psutil.Process(pid).memory_info().rss / 2 ** 20
+    except psutil.Error:
+        return 0.0
 
 
 def cpu_seconds(pid):
     """User + system CPU seconds of a process (0 if it is gone)."""
     try:
-        with open(f'/proc/{pid}/stat', encoding='ascii') as fh:
-            fields = fh.read().rsplit(')', 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    return times.user + times.system
 
 
 def machine_busy_seconds():
     """CPU seconds all cores spent busy (not idle or waiting for I/O) since boot."""
-    with open('/proc/stat', encoding='ascii') as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf('SC_CLK_TCK')
+    times = psutil.cpu_times()      # guest time is inside user time: the first 8 fields
+    return sum(times[:8]) - times.idle - getattr(times, 'iowait', 0.0)
 
 
 def descendants(pid):
-    """Pids of all descendants of a process (Linux /proc/<pid>/task/*/children)."""
-    found = []
+    """Pids of all descendants of a process."""
     try:
-        tasks = os.listdir(f'/proc/{pid}/task')
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f'/proc/{pid}/task/{task}/children', encoding='ascii') as fh:
-                kids = [int(x) for x in fh.read().split()]
-        except (OSError, ValueError):
-            continue
-        for kid in kids:
-            found.append(kid)
-            found.extend(descendants(kid))
-    return found
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def is_identifier(pid):
     """Tell whether a process is a multiprocessing child (the identifier)."""
     try:
-        with open(f'/proc/{pid}/cmdline', 'rb') as fh:
-            return b'spawn_main' in fh.read()
-    except OSError:
+        return any('spawn_main' in part for part in psutil.Process(pid).cmdline())
+    except psutil.Error:
         return False
 
 
@@ -399,7 +382,7 @@ def main():
         if node_proc.poll() is not None:
             crashed = f'the node process ended (code {node_proc.returncode})'
             break
-        if ident_pids and not any(os.path.exists(f'/proc/{p}') for p in ident_pids):
+        if ident_pids and not any(psutil.pid_exists(p) for p in ident_pids):
             crashed = 'the identifier process ended'
             break
         for j in range(k, k + BATCH):

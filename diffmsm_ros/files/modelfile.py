@@ -40,9 +40,6 @@ class SubjectFile:
     identification: dict = dataclasses.field(default_factory=dict)
     extra: dict = dataclasses.field(default_factory=dict)
 
-    def replace_model(self, model):
-        return dataclasses.replace(self, model=model)
-
 
 # ----------------------------------------------------------------------------- helpers
 
