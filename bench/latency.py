@@ -84,7 +84,7 @@ def publisher(duration):
 def echo():
     """Republish every /joint_states message on /echo/joint_torque at once (own process)."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import JointState
     rclpy.init(args=['latency_echo', '--ros-args'])
@@ -95,7 +95,7 @@ def echo():
     executor.add_node(node)
     try:
         executor.spin()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):   # Ctrl-C, or its context ended
         pass
 
 
