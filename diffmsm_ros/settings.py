@@ -110,7 +110,7 @@ SPECS = {
     **{f'identification.parameters.{section}': Spec(list(DEFAULT_SELECTION[section]),
                                                     f'{section[:-1]} parameters to identify',
                                                     read_only=True)
-       for section in ('muscles', 'segments', 'joints')},
+       for section in DEFAULT_SELECTION},
 }
 
 
@@ -213,10 +213,10 @@ def identify_config(values):
     kwargs['excitation_terms'] = 2 if raw else 1
     kwargs['memory'] = values['identification.memory']
     kwargs['drift'] = {kind: values[f'identification.drift.{kind}']
-                       for kind in ('strength', 'lengths', 'activation', 'bones')}
+                       for kind in DEFAULT_DRIFT}
     kwargs['parameters'] = {
         section: [f for f in values[f'identification.parameters.{section}'] if f]
-        for section in ('muscles', 'segments', 'joints')}
+        for section in DEFAULT_SELECTION}
     try:
         return IdentifyConfig.from_dict(kwargs)
     except (TypeError, ValueError) as err:

@@ -17,7 +17,6 @@ from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.problem import NOISE_LEVEL, Problem
 from diffmsm_ros.identify.window import from_arrays
 from diffmsm_ros.model import schema
-from diffmsm_ros.model.schema import MAX_DELAY
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,7 +65,7 @@ class OnlineIdentifier:
         self.chunk_steps = int(round(chunk / self.h))
         self.holdout_steps = int(round(config.holdout / self.h))
         self.warmup_steps = int(round(config.warmup / self.h))
-        self.history = int(round(MAX_DELAY / self.h))
+        self.history = int(round(schema.MAX_DELAY / self.h))
         self.window_steps = int(round((config.window - config.holdout) / self.h))
         self.chunks = max(1, int((config.window - config.holdout) / (chunk - config.holdout)
                                  + 1e-9))
