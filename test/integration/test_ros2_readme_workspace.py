@@ -15,6 +15,7 @@ import threading
 
 from diffmsm_ros import settings
 from diffmsm_ros.files import bags, modelfile
+import numpy as np
 import pytest
 import ros2_tools
 from ros2_tools import readme_line, strip_comment, wait_until
@@ -256,10 +257,11 @@ def test_topic_hz_shows_the_encoder_rate(cli, node):
     rate = truth.extra['session']['encoder_rate']
     rates = [float(v) for v in re.findall(r'average rate: ([0-9.]+)', output)]
     assert len(rates) >= 3, output               # 500 messages are 1 s of bag time
-    # the CLI's own Python subscriber may miss torques on a loaded machine (the node's are
-    # counted below), which only lowers a reading: the best reading is the encoder rate
-    assert abs(max(rates) - rate) < 0.03 * rate, (rates, rate)
-    assert all(r < 1.03 * rate for r in rates), (rates, rate)
+    # each reading is the messages over the span of their arrival times on the /clock (100
+    # Hz): the CLI's own Python subscriber may miss torques on a loaded machine (the node's
+    # are counted below) and takes them in bursts, which moves single readings either way
+    # (516.7 Hz for the first reading of one CI run); the median reading is the encoder rate
+    assert abs(np.median(rates) - rate) < 0.03 * rate, (rates, rate)
     # and the torques behind it: one per encoder sample after the first EMG
     # (the cut meets six ros2 commands starting beside the node: 15 and 30 of 1246 were
     # missing in two clean-clone runs, a stall of the node not yet explained (issue 19's

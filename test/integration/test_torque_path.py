@@ -201,7 +201,7 @@ def test_torque_value_with_the_true_model(session, envelope_node):
 
 
 def test_one_emg_sample_per_message_keeps_up(session, envelope_node):
-    """Envelope EMG one sample per message at 500 Hz: all accounted for, updates go on."""
+    """Envelope EMG one sample per message at 500 Hz: all accounted for, the identifier runs."""
     assert call_set_bool(envelope_node.node, '/diffmsm/enable_identification', True).success
     got, counted = envelope_node.replay(session['per_sample'])
     assert_accounted(got, counted, ANSWERED_UNDER_LOAD)
@@ -209,9 +209,11 @@ def test_one_emg_sample_per_message_keeps_up(session, envelope_node):
     # (0.31-0.32 % measured, with and without memory; the true model alone: 0.04-0.06 %)
     assert relative_rmse(got, session['session']) <= 0.5
     # the identifier (started at the truth) is not starved: its robust start on the first
-    # window (5 s of compute on a free machine, 13-20 s beside this replay on two cores) and
-    # a warm update after it complete, the latter within a minute of the replay's end
-    ok = wait_until(lambda: envelope_node.counters()['updates'] >= 2, 60.0)
+    # window (5 s of compute on a free machine, 13-20 s beside this replay on two cores)
+    # completes within a minute of the replay's end.  Updates run on data time, one per
+    # `period` of new samples: whether a warm update follows depends on the robust start
+    # ending before the 20 s replay does, which a loaded machine decides (one CI run: no)
+    ok = wait_until(lambda: envelope_node.counters()['updates'] >= 1, 60.0)
     assert ok, envelope_node.counters()
 
 
