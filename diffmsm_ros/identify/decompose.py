@@ -133,9 +133,11 @@ def fit_curves(problem, z, wins, ridge=1e-6):
     curves, at = [], 0
     for m, part, count, lo, hi in layout:
         if part == 'active':
-            keep = weight > 0
+            # per window, so that the grid search compiles once per window shape; samples
+            # without weight (gaps) count with weight 0
             curves.append({'coef': coef[at:at + count], 'lo': lo, 'hi': hi,
-                           'length': length[keep, m], 'a': a[keep, m]})
+                           'windows': [(p['length'][:, m],
+                                        p['a'][:, m] ** 2 * (p['weight'] > 0)) for p in parts]})
         at += count
     return curves, idx, coef[at:]
 
@@ -148,7 +150,12 @@ def _unit_muscle(problem, base, m, k_l0, k_t, dl, dr):
 
 
 def _grid_fn(problem, fibre_grid):
-    """Curve misfit over the (fibre length, operating length) grid for one muscle."""
+    """
+    Return the sums of one window for the curve fit over the (fibre, operating length) grid.
+
+    Per grid point (sum w g target, sum w g^2) with g the unit muscle's active force-length
+    curve: summed over windows they give the least-squares strength and its misfit.
+    """
     def run(z, m, k_l0, k_t, lengths, w, target):
         base = jnp.asarray(z)
 
@@ -161,9 +168,7 @@ def _grid_fn(problem, fibre_grid):
                         - muscles.forces(unit, 0.0, lengths, speed)[0])
 
             g = active(zero)                                   # -FL(l) of muscle m
-            strength = jnp.sum(w * g * target) / (jnp.sum(w * g * g) + 1e-30)
-            r = target - strength * g
-            return jnp.sum(w * r * r) / (jnp.sum(w * target * target) + 1e-30), strength
+            return jnp.sum(w * g * target), jnp.sum(w * g * g)
 
         return jax.vmap(lambda dl: jax.vmap(lambda dr: cost(dl, dr))(
             jnp.asarray(OPERATING_STEPS)))(jnp.asarray(fibre_grid))
@@ -186,13 +191,18 @@ def _hill_from_curve(problem, z, m, curve):
     k_f0 = labels.index(f'{name}.max_isometric_force')
     k_l0 = labels.index(f'{name}.optimal_fiber_length')
     k_t = labels.index(f'{name}.tendon_slack_length')
-    lengths = curve['length']
-    target = _hat_basis(lengths, curve['lo'], curve['hi'], ACTIVE_BASIS) @ curve['coef']
     fibre_grid = NEAR_FIBRE_GRID
     grid = _jitted(problem, 'grid', lambda: _grid_fn(problem, fibre_grid))
-    costs, strengths = (np.asarray(x) for x in grid(
-        jnp.asarray(z), m, k_l0, k_t, jnp.asarray(lengths), jnp.asarray(curve['a'] ** 2),
-        jnp.asarray(target)))
+    gt, gg, tt = 0.0, 0.0, 0.0
+    for lengths, w in curve['windows']:
+        target = _hat_basis(lengths, curve['lo'], curve['hi'], ACTIVE_BASIS) @ curve['coef']
+        sums = grid(jnp.asarray(z), m, k_l0, k_t, jnp.asarray(lengths), jnp.asarray(w),
+                    jnp.asarray(target))
+        gt, gg = gt + np.asarray(sums[0]), gg + np.asarray(sums[1])
+        tt += float(np.sum(w * target * target))
+    # the least-squares strength and the misfit it leaves, relative to the curve's size
+    strengths = gt / (gg + 1e-30)
+    costs = (tt - 2 * strengths * gt + strengths ** 2 * gg) / (tt + 1e-30)
     allowed = _grid_allowed(space, np.asarray(z), k_l0, k_t, fibre_grid)
     costs = np.where((strengths > 0) & allowed, costs, np.inf)
     out = np.asarray(z, dtype=float).copy()

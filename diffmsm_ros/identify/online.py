@@ -463,13 +463,12 @@ class OnlineIdentifier:
             self.problem.cost(self.z, win)
         fit = _dummy_window(self.template.model, self.fit_steps, self.history, self.h)
         hess, _, half, count, scores = self.problem.normal(self.z, fit)
-        # the robust start stacks its windows: one compiled shape per count of windows (the
-        # chunks of a window; with memory up to two more, a partial and a growing one)
-        for count_ in range(1, self.chunks + 1 + 2 * int(self.config.memory)):
-            self.problem.initialise(self.z, [fit] * count_)
+        # the robust start works window by window: one pass with one polish iteration each
+        # compiles every shape it uses, whatever the count of windows it is given
+        self.problem.initialise(self.z, [fit, fit], iterations=1)
         # the solver's and the checks' small operations too, so that the first update
         # compiles nothing (the state is left as it was)
-        self._validity(self._lm(self.z, fit, self.config.iterations)[0].z)
+        self._validity(self._lm(self.z, fit, 1)[0].z)
         # raw EMG: the envelope-noise information too, on a stand-in density
         density = np.full(self.nm, 1e-3) if self.config.excitation_noise > 0 else None
         self.problem.analyse(self.z, hess, half, count, external_torque=external_torque_rms(fit),

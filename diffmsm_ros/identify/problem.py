@@ -26,6 +26,7 @@ INERTIA_FLOOR = 0.01    # of the template's smallest principal moment: fits stay
 EQUATION_STRIDE = 4     # the robust start's equation error reads every 4th sample (8 ms)
 SCORE_BLOCK = 1.0       # s of consecutive segments whose residuals may correlate (sandwich)
 REPAIR_ROUNDS = 8       # most moves back above the inertia floor per trial point
+EQUATION_ITERATIONS = 30   # most LM iterations of each equation-error polish (robust start)
 EXCITATION_NOISE_WARNING = (
     'muscle 1-sigma values leave out the random error of the EMG envelope (excitation gains '
     'profiled, as for raw EMG, but the envelope noise was not measured): on a simulated 60 s '
@@ -371,7 +372,7 @@ class Problem:
                 callback(state)
         return np.asarray(state.z), costs
 
-    def equation_fit(self, z0, wins, prior=None, iterations=30):
+    def equation_fit(self, z0, wins, prior=None, iterations=EQUATION_ITERATIONS):
         """LM on the equation error (inverse dynamics from smoothed derivatives)."""
         wins = _as_list(wins)
         accs = [decompose.smoothed_acceleration(w) for w in wins]
@@ -456,7 +457,7 @@ class Problem:
         muscles = self.space.mask(lambda e: e.section == 'muscles')
         return self.space.project(np.where(muscles, z + rng.normal(0.0, std, z.shape), z))
 
-    def initialise(self, z0, wins, prior=None):
+    def initialise(self, z0, wins, prior=None, iterations=EQUATION_ITERATIONS):
         """
         Robust start on the equation error.
 
@@ -464,6 +465,7 @@ class Problem:
         on the equation error, then swept over the muscles and polished again while that
         lowers the equation error (at most ``SWEEPS`` times); the lower equation
         error wins (wrong basins fit the equation of motion visibly worse than the right one).
+        ``iterations`` bounds each polish.
         """
         wins = _as_list(wins)
         accs = [decompose.smoothed_acceleration(w) for w in wins]
@@ -472,14 +474,14 @@ class Problem:
             return sum(float(self._eq_cost(jnp.asarray(z), w, a)) for w, a in zip(wins, accs))
 
         shapes = self.space.mask(lambda e: e.field == 'tendon_slack_length').any()
-        candidates = [self.equation_fit(z0, wins, prior, iterations=30)]
+        candidates = [self.equation_fit(z0, wins, prior, iterations=iterations)]
         if shapes:
             z = self.equation_fit(decompose.global_start(self, z0, wins), wins, prior,
-                                  iterations=30)
+                                  iterations=iterations)
             cost = eq_cost(z)
             for _ in range(SWEEPS):
                 swept = self.equation_fit(decompose.sweep_muscles(self, z, wins), wins,
-                                          prior, iterations=30)
+                                          prior, iterations=iterations)
                 swept_cost = eq_cost(swept)
                 if not swept_cost < cost:
                     break

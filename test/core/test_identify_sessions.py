@@ -48,16 +48,14 @@ def test_offline_mujoco_session_with_exo(elbow, exo_session, exo_identified):
     from diffmsm_ros.session.mujoco_sim import model_along_run
     torque, _ = model_along_run(model, run)
     torque_error = 100 * rms(torque - run.tau_muscle) / rms(run.tau_muscle)
-    print(f'\nMuJoCo session with exo, {SESSION:.0f} s: template error {start_error:.2f} %; '
-          f'identified muscle error mean {err.mean():.3f} %, '
-          f'max {err.max():.3f} %; muscle torque RMSE {torque_error:.3f} % of its RMS '
-          f'{rms(run.tau_muscle):.2f} N m; identified in {seconds:.1f} s, '
-          f'{sum(history.accepted)} of {len(history.accepted)} online updates accepted '
-          f'({", ".join(sorted(set(history.reason)))})')
-    assert start_error > 5.0       # the template really is off
-    assert np.all(np.isfinite(err))
-    assert err.mean() <= 1.0
-    assert torque_error <= 2.0
+    summary = (f'template error {start_error:.2f} %; muscle error mean {err.mean():.3f} %, '
+               f'max {err.max():.3f} %; torque RMSE {torque_error:.3f} % of its RMS; '
+               f'{sum(history.accepted)} of {len(history.accepted)} online updates accepted '
+               f'({", ".join(sorted(set(history.reason)))}) in {seconds:.1f} s')
+    assert start_error > 5.0, summary      # the template really is off
+    assert np.all(np.isfinite(err)), summary
+    assert err.mean() <= 1.0, summary
+    assert torque_error <= 2.0, summary
     # the session is long enough to pin the strength scale: no such warning
     assert not any('strength scale' in w for w in sf.identification['warnings'])
 
@@ -153,18 +151,18 @@ def test_raw_emg_session_reports_what_the_envelope_leaves(elbow, exo_session):
         return 100 * rms(torque - run.tau_muscle) / rms(run.tau_muscle)
 
     fitted, template = torque_rmse(problem.model_of(jnp.asarray(z))), torque_rmse(elbow.model)
-    print(f'\nraw EMG: envelope error {100 * measured:.2f} % measured, {100 * actual:.2f} % '
-          f'actual; muscle error {err.mean():.1f} %; beyond 2 sigma (median 1-sigma): '
-          f'{beyond(honest)} with the envelope noise, {beyond(plain)} without; torque RMSE '
-          f'{fitted:.1f} % (template {template:.1f} %)')
-    assert abs(measured / actual - 1.0) < 0.1
+    summary = (f'envelope error {100 * measured:.2f} % measured, {100 * actual:.2f} % actual; '
+               f'muscle error {err.mean():.1f} %; beyond 2 sigma (median 1-sigma): '
+               f'{beyond(honest)} with the envelope noise, {beyond(plain)} without; torque '
+               f'RMSE {fitted:.1f} % (template {template:.1f} %)')
+    assert abs(measured / actual - 1.0) < 0.1, summary
     # without the envelope noise 10 of 18 muscle parameters sat beyond 2 sigma; with it
     # 5, as for most draws of bench/raw_emg.py (1-5): better, not calibrated (README)
-    assert beyond(honest)[0] <= 6 and beyond(honest)[0] < beyond(plain)[0]
-    assert beyond(honest)[1] > beyond(plain)[1]
+    assert beyond(honest)[0] <= 6 and beyond(honest)[0] < beyond(plain)[0], summary
+    assert beyond(honest)[1] > beyond(plain)[1], summary
     assert any('random error of the EMG envelope' in w for w in honest.warnings)
     assert any('lower bounds' in w for w in plain.warnings)
-    assert fitted < 0.25 * template
+    assert fitted < 0.25 * template, summary
 
 
 @pytest.mark.slow
@@ -183,14 +181,12 @@ def test_offline_mujoco_session_exo_off_flags_strength(elbow, elbow_xml, tmp_pat
                       for name in saved.model.muscle_names])
     relative = 100 * sigma / forces
     force_error = 100 * np.abs(forces - true_forces) / true_forces
-    print(f'\nMuJoCo session without exo torque, {EXO_OFF_SESSION:.0f} s, identified in '
-          f'{seconds:.1f} s: strength scale 1-sigma {100 * ident["strength_scale_std"]:.1f} %,'
-          f' max_isometric_force 1-sigma {relative.min():.2f}..{relative.max():.2f} %, error '
-          f'{force_error.min():.2f}..{force_error.max():.2f} %')
-    for w in ident['warnings']:
-        print(f'  warning: {w}')
-    assert len(warnings) == 1
-    assert ident['strength_scale_std'] > 0.05
+    summary = (f'identified in {seconds:.1f} s: strength scale 1-sigma '
+               f'{100 * ident["strength_scale_std"]:.1f} %, max_isometric_force 1-sigma '
+               f'{relative.min():.2f}..{relative.max():.2f} %, error {force_error.min():.2f}..'
+               f'{force_error.max():.2f} %; warnings {ident["warnings"]}')
+    assert len(warnings) == 1, summary
+    assert ident['strength_scale_std'] > 0.05, summary
     # honest uncertainty: every strength is reported as uncertain, and the truth is inside
-    assert np.all(relative > 1.0)
-    assert np.all(force_error <= 3 * relative)
+    assert np.all(relative > 1.0), summary
+    assert np.all(force_error <= 3 * relative), summary

@@ -4,6 +4,7 @@ from diffmsm_ros.identify import online, params, posterior, residuals, solvers, 
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.online import _dummy_window, OnlineIdentifier
 from diffmsm_ros.identify.problem import IdentifyConfig, NOISE_LEVEL, Problem
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -302,25 +303,47 @@ def test_online_identifier_refuses_invalid_candidates(elbow):
     assert 'bounds' in ident._validity(far)
 
 
+class Traces:
+    """Names of the functions JAX traces for jit while the context is open."""
+
+    def __enter__(self):
+        self.names = []
+        jax.monitoring.register_event_duration_secs_listener(self._heard)
+        return self
+
+    def _heard(self, event, duration, **kwargs):
+        if event == '/jax/core/compile/jaxpr_trace_duration':
+            self.names.append(kwargs.get('fun_name'))
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._heard)
+
+
 def test_online_window_grows_by_chunks_and_robust_starts_rerun(elbow):
     config = IdentifyConfig(window=3.5, chunk=1.5, holdout=0.5, warmup=0.2, iterations=1,
                             memory=False)
     ident = OnlineIdentifier(elbow, config)
     assert ident.chunks == 3
+    ident.compile()
     rng = np.random.default_rng(0)
     seen, results = [], []
-    for k in range(int(4.2 / 0.002)):
-        t = k * 0.002
-        ident.add_encoders(t, [1.2 + 0.3 * np.sin(3.0 * t)], [0.9 * np.cos(3.0 * t)], [0.0])
-        ident.add_excitations([t], [0.1 + 0.02 * rng.random(6)])
-        if k % 250 == 0 and ident.ready():
-            fit, hold = ident.windows()
-            for newer, older in zip(fit, fit[1:]):
-                # consecutive chunks: the older one's fitted samples end where the newer
-                # one's begin (its warm-up overlaps, weighted 0)
-                assert float(older.q[-1, 0]) == float(newer.q[ident.warmup_steps - 1, 0])
-            seen.append(len(fit))
-            results.append(ident.update())
+    with Traces() as traced:
+        for k in range(int(4.2 / 0.002)):
+            t = k * 0.002
+            ident.add_encoders(t, [1.2 + 0.3 * np.sin(3.0 * t)], [0.9 * np.cos(3.0 * t)],
+                               [0.0])
+            ident.add_excitations([t], [0.1 + 0.02 * rng.random(6)])
+            if k % 250 == 0 and ident.ready():
+                fit, hold = ident.windows()
+                for newer, older in zip(fit, fit[1:]):
+                    # consecutive chunks: the older one's fitted samples end where the newer
+                    # one's begin (its warm-up overlaps, weighted 0)
+                    assert float(older.q[-1, 0]) == float(newer.q[ident.warmup_steps - 1, 0])
+                seen.append(len(fit))
+                results.append(ident.update())
+    # compile() compiled what every update runs, on one window or three (robust starts,
+    # retries, hold-out checks): no update traces a jitted function again
+    assert traced.names == []
     counts = seen
     starts = [r.robust_start for r in results]
     assert counts[0] == 1 and counts[-1] == 3 and counts == sorted(counts)
