@@ -14,6 +14,7 @@ fit left on the wrong side of its force-length curve.
 """
 
 import dataclasses
+import functools
 
 from diffmsm_ros.identify import excitation
 from diffmsm_ros.identify.window import savgol_derivative
@@ -44,12 +45,19 @@ def _hat_basis(x, lo, hi, count):
     return np.clip(1.0 - np.abs(x[:, None] - knots[None, :]) / width, 0.0, None)
 
 
-def _jitted(problem, name, build):
-    """Jitted helper cached on the problem (compiled once per window shape)."""
-    cache = problem.__dict__.setdefault('_decompose_cache', {})
-    if name not in cache:
-        cache[name] = jax.jit(build())
-    return cache[name]
+_COMPILED = {}
+
+
+def _jitted(problem, key, build):
+    """
+    Jitted helper for ``problem`` (compiled once per process, key and window shape).
+
+    ``build()`` returns a function of (frame, ...): the problem's frame is its first
+    argument, so problems of one structure share the compiled code (frame.py).
+    """
+    if key not in _COMPILED:
+        _COMPILED[key] = jax.jit(build())
+    return functools.partial(_COMPILED[key], problem.frame)
 
 
 def _muscle_kinematics(model, win):
@@ -63,19 +71,19 @@ def _muscle_kinematics(model, win):
     return length, velocity, arm, a
 
 
-def _kinematics_fn(problem):
-    def run(z, win):
-        return _muscle_kinematics(problem.model_at(z), win)
+def _kinematics_fn():
+    def run(frame, z, win):
+        return _muscle_kinematics(frame.model_at(z), win)
 
     return run
 
 
-def _segment_fn(problem, idx):
-    def run(z, win, qdd):
+def _segment_fn(idx):
+    def run(frame, z, win, qdd):
         z = jnp.asarray(z)
 
         def need(zs):
-            model = problem.model_at(z.at[idx].set(zs))
+            model = frame.model_at(z.at[idx].set(zs))
             return jax.vmap(lambda q, qd, a: dynamics.inverse_dynamics(model, q, qd, a))(
                 win.q, win.qd, qdd).reshape(-1)
 
@@ -87,11 +95,11 @@ def _segment_fn(problem, idx):
 def _window_rows(problem, z, win, idx):
     """Per-sample kinematics, activations and inverse-dynamics rows of one window."""
     qdd = smoothed_acceleration(win)
-    kin = _jitted(problem, 'kinematics', lambda: _kinematics_fn(problem))
+    kin = _jitted(problem, 'kinematics', _kinematics_fn)
     length, velocity, arm, a = (np.asarray(x) for x in kin(jnp.asarray(z), win))
     steps, nq = np.asarray(win.q).shape
     if idx.size:
-        seg_fn = _jitted(problem, 'segments', lambda: _segment_fn(problem, idx))
+        seg_fn = _jitted(problem, ('segments', tuple(idx)), lambda: _segment_fn(idx))
         base, seg = (np.asarray(x) for x in seg_fn(jnp.asarray(z), win, qdd))
     else:
         need = jax.vmap(lambda q, qd, acc: dynamics.inverse_dynamics(
@@ -142,25 +150,25 @@ def fit_curves(problem, z, wins, ridge=1e-6):
     return curves, idx, coef[at:]
 
 
-def _unit_muscle(problem, base, m, k_l0, k_t, dl, dr):
+def _unit_muscle(frame, base, m, k_l0, k_t, dl, dr):
     """Muscle m with a 1 N strength, its L0 moved by dl (log) and operating length by dr."""
-    zz = base.at[k_l0].add(dl).at[k_t].add(dr / jnp.asarray(problem.space.scale)[k_t])
-    mus = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[m], problem.model_at(zz).muscles)
+    zz = base.at[k_l0].add(dl).at[k_t].add(dr / jnp.asarray(frame.space.scale)[k_t])
+    mus = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[m], frame.model_at(zz).muscles)
     return dataclasses.replace(mus, max_isometric_force=jnp.ones((), base.dtype))
 
 
-def _grid_fn(problem, fibre_grid):
+def _grid_fn(fibre_grid):
     """
     Return the sums of one window for the curve fit over the (fibre, operating length) grid.
 
     Per grid point (sum w g target, sum w g^2) with g the unit muscle's active force-length
     curve: summed over windows they give the least-squares strength and its misfit.
     """
-    def run(z, m, k_l0, k_t, lengths, w, target):
+    def run(frame, z, m, k_l0, k_t, lengths, w, target):
         base = jnp.asarray(z)
 
         def cost(dl, dr):
-            unit = _unit_muscle(problem, base, m, k_l0, k_t, dl, dr)
+            unit = _unit_muscle(frame, base, m, k_l0, k_t, dl, dr)
             zero = jnp.zeros_like(lengths)
 
             def active(speed):
@@ -192,7 +200,7 @@ def _hill_from_curve(problem, z, m, curve):
     k_l0 = labels.index(f'{name}.optimal_fiber_length')
     k_t = labels.index(f'{name}.tendon_slack_length')
     fibre_grid = NEAR_FIBRE_GRID
-    grid = _jitted(problem, 'grid', lambda: _grid_fn(problem, fibre_grid))
+    grid = _jitted(problem, 'grid', lambda: _grid_fn(fibre_grid))
     gt, gg, tt = 0.0, 0.0, 0.0
     for lengths, w in curve['windows']:
         target = _hat_basis(lengths, curve['lo'], curve['hi'], ACTIVE_BASIS) @ curve['coef']
@@ -230,13 +238,13 @@ def global_start(problem, z0, wins):
     return problem.space.project(z)
 
 
-def _sweep_fn(problem, fibre_grid):
+def _sweep_fn(fibre_grid):
     """Equation-error cost over a (fibre length, operating length) grid for one muscle."""
-    def run(z, m, k_l0, k_t, length, velocity, arm, a, residual0):
+    def run(frame, z, m, k_l0, k_t, length, velocity, arm, a, residual0):
         base = jnp.asarray(z)
 
         def cost(dl, dr):
-            unit = _unit_muscle(problem, base, m, k_l0, k_t, dl, dr)
+            unit = _unit_muscle(frame, base, m, k_l0, k_t, dl, dr)
             force, _ = muscles.forces(unit, a[:, m], length[:, m], velocity[:, m])
             g = arm[:, m, :] * force[:, None]                     # torque per newton of F0
             strength = jnp.clip(-jnp.sum(residual0 * g) / (jnp.sum(g * g) + 1e-30), 0.0)
@@ -249,9 +257,9 @@ def _sweep_fn(problem, fibre_grid):
     return run
 
 
-def _torque_parts_fn(problem):
-    def run(z, win, qdd):
-        model = problem.model_at(z)
+def _torque_parts_fn():
+    def run(frame, z, win, qdd):
+        model = frame.model_at(z)
         length, velocity, arm, a = _muscle_kinematics(model, win)
         forces, _ = muscles.forces(model.muscles, a, length, velocity)
         rest = win.tau_exo - jax.vmap(lambda q, qd, acc: dynamics.inverse_dynamics(
@@ -273,9 +281,9 @@ def sweep_muscles(problem, z, wins):
     space = problem.space
     labels = space.labels()
     wins = wins if isinstance(wins, (list, tuple)) else [wins]
-    parts_fn = _jitted(problem, 'torque-parts', lambda: _torque_parts_fn(problem))
+    parts_fn = _jitted(problem, 'torque-parts', _torque_parts_fn)
     fibre_grid = WIDE_FIBRE_GRID
-    sweep = _jitted(problem, 'sweep', lambda: _sweep_fn(problem, fibre_grid))
+    sweep = _jitted(problem, 'sweep', lambda: _sweep_fn(fibre_grid))
     z = np.asarray(z, dtype=float).copy()
     for m, name in enumerate(problem.template.muscle_names):
         keys = [f'{name}.{f}' for f in ('max_isometric_force', 'optimal_fiber_length',

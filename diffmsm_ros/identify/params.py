@@ -19,6 +19,7 @@ coordinates that match what the motion actually determines:
 import dataclasses
 
 from diffmsm_ros.model import dynamics, schema
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -200,6 +201,34 @@ class ParamSpace:
 
     def mask(self, predicate):
         return np.array([bool(predicate(e)) for e in self.entries])
+
+
+def _flatten_space(space):
+    """
+    Split a ParamSpace into its numbers (leaves) and its structure (static).
+
+    As a pytree the space is an argument of the identifier's compiled functions, not a
+    constant inside them: spaces of one structure (the same selection on models of the same
+    shape) share the compiled code, whatever the template's values.
+    """
+    tendon_numbers = tuple(t[2:] for t in space.tendons)      # (l0, l_ref, lo, hi) each
+    leaves = (space.reference, space.scale, space.log, space.lower, space.upper,
+              space.wide_lower, space.wide_upper, tendon_numbers)
+    static = (space.entries, tuple(t[:2] for t in space.tendons), space.segments)
+    return leaves, static
+
+
+def _unflatten_space(static, leaves):
+    entries, tendon_indices, segments = static
+    *arrays, tendon_numbers = leaves
+    tendons = tuple(tuple(k) + tuple(numbers)
+                    for k, numbers in zip(tendon_indices, tendon_numbers))
+    reference, scale, log, lower, upper, wide_lower, wide_upper = arrays
+    return ParamSpace(entries, reference, scale, log, lower, upper, tendons, segments,
+                      wide_lower, wide_upper)
+
+
+jax.tree_util.register_pytree_node(ParamSpace, _flatten_space, _unflatten_space)
 
 
 def _parallel_axis(com):

@@ -7,11 +7,10 @@ are jitted once per Problem and compile once per window shape.
 
 import functools
 
-from diffmsm_ros.identify import (decompose, envelope_information, params, posterior, residuals,
-                                  solvers, uncertainty)
+from diffmsm_ros.identify import (decompose, frame, params, posterior, residuals, solvers,
+                                  uncertainty)
 from diffmsm_ros.identify.config import IdentifyConfig
 from diffmsm_ros.model.skeleton import inertia_matrix as skeleton_inertia_matrix
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,8 +22,7 @@ SWEEPS = 4              # most muscle sweeps of the robust start
 BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
                ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
 INERTIA_FLOOR = 0.01    # of the template's smallest principal moment: fits stay above it
-EQUATION_STRIDE = 4     # the robust start's equation error reads every 4th sample (8 ms)
-SCORE_BLOCK = 1.0       # s of consecutive segments whose residuals may correlate (sandwich)
+EQUATION_STRIDE = frame.EQUATION_STRIDE
 REPAIR_ROUNDS = 8       # most moves back above the inertia floor per trial point
 EQUATION_ITERATIONS = 30   # most LM iterations of each equation-error polish (robust start)
 EXCITATION_NOISE_WARNING = (
@@ -64,19 +62,19 @@ class Problem:
         self.upper = np.asarray(self.space.upper)
         self.fit_lower = np.asarray(self.space.wide_lower)
         self.fit_upper = np.asarray(self.space.wide_upper)
-        self._normal = jax.jit(self.data_normal_equations)
-        self._cost = jax.jit(self.data_half_cost)
-        self._eq_normal = jax.jit(functools.partial(solvers.normal_equations,
-                                                    self.equation_residual))
-        self._eq_cost = jax.jit(self.equation_half_cost)
-        self._adam = jax.jit(functools.partial(solvers.adam_update, self.residual))
-        self.theta_of = jax.jit(self.space.from_z)
-        self.model_of = jax.jit(self.model_at)
-        self._theta_jacobian = jax.jit(jax.jacfwd(self.space.from_z))
-        self._scale = jax.jit(functools.partial(uncertainty.scale_direction, self.space))
-        self._inertials = jax.jit(self._inertials_at)
-        self._envelope_info = jax.jit(functools.partial(
-            envelope_information.information, self.model_at, stride=EQUATION_STRIDE))
+        # the compiled pieces take the frame (template and space) as an argument: Problems
+        # of one structure share them (frame.py)
+        self.frame = frame.make(self.template, self.space, self.shooting, config.prior_std)
+        self._normal = frame.bind(frame.normal, self.frame)
+        self._cost = frame.bind(frame.half_cost, self.frame)
+        self._eq_normal = frame.bind(frame.equation_normal, self.frame)
+        self._eq_cost = frame.bind(frame.equation_half_cost, self.frame)
+        self._adam = frame.bind(frame.adam, self.frame)
+        self.theta_of = frame.bind(frame.theta_of, self.space)
+        self._theta_jacobian = frame.bind(frame.theta_jacobian, self.space)
+        self._scale = frame.bind(frame.scale_direction, self.space)
+        self._inertials = frame.bind(frame.inertials, self.frame)
+        self._envelope_info = frame.bind(frame.envelope_info, self.frame)
         self._segment_coordinates = np.flatnonzero(
             self.space.mask(lambda e: e.section == 'segments'))
         moments, _ = self._principal_moments(
@@ -84,47 +82,25 @@ class Problem:
         self._inertia_floors = INERTIA_FLOOR * moments[:, 0]
 
     # ------------------------------------------------------------------ residuals
+    def model_of(self, z):
+        """Subject model for normalised parameters z (compiled; named as the template)."""
+        return frame.model_of(self.frame, z).replace(name=self.template.name)
+
     def model_at(self, z):
         """Subject model for normalised parameters z."""
-        return params.apply(self.template, self.space, self.space.from_z(z))
+        return self.frame.model_at(z)
 
     def data_residual(self, z, win):
         """Multiple-shooting residual (sigma_q units)."""
-        return residuals.shooting_residuals(self.model_at(z), win, self.shooting)
-
-    def data_normal_equations(self, z, win):
-        """(J^T J, J^T r, 0.5 |r|^2, count) of the shooting residual of one window."""
-        def segments(zz, offset):
-            return residuals.shooting_segments(self.model_at(zz), win, self.shooting, offset)
-
-        nq, nm = self.template.n_joints, self.template.n_muscles
-        count = residuals.nuisance_count(nq, nm, self.shooting)
-        weights = residuals.nuisance_weights(nq, nm, self.shooting, z.dtype)
-        block = max(1, int(round(SCORE_BLOCK / (self.segment_steps * self.template.timestep))))
-        return residuals.shooting_normal_equations(segments, z, count, weights,
-                                                   self.config.profile, block)
-
-    def data_half_cost(self, z, win):
-        r = self.data_residual(z, win)
-        return 0.5 * jnp.sum(r * r)
+        return self.frame.data_residual(z, win)
 
     def residual(self, z, win, z_prior):
         """Shooting residual and prior, the least-squares objective (for Adam)."""
-        prior = residuals.prior_residuals(z, z_prior, self.config.prior_std)
-        return jnp.concatenate([self.data_residual(z, win), prior])
+        return self.frame.residual(z, win, z_prior)
 
     def equation_residual(self, z, win, qdd):
         """Equation-error residual (N m) at every ``EQUATION_STRIDE``-th sample."""
-        return residuals.equation_error_residuals(self.model_at(z), win, qdd,
-                                                  stride=EQUATION_STRIDE)
-
-    def equation_half_cost(self, z, win, qdd):
-        r = self.equation_residual(z, win, qdd)
-        return 0.5 * jnp.sum(r * r)
-
-    def _inertials_at(self, z):
-        skeleton = self.model_at(z).skeleton
-        return self.space.from_z(z), skeleton.mass, skeleton.inertia
+        return self.frame.equation_residual(z, win, qdd)
 
     def unphysical(self, z):
         """

@@ -1,0 +1,106 @@
+"""
+What the identifier's compiled functions read: the template and the parameter space.
+
+A ``Frame`` is a pytree whose leaves are the template's numbers and the space's references,
+scales and bounds; its static part is the structure (names, selection, shooting options).
+The compiled functions below take it as their first argument, so every Problem of one
+structure shares them: a second template (a perturbed start, the next session of a cohort)
+compiles nothing in the same process, and hits the persistent compilation cache in another.
+"""
+
+import dataclasses
+import functools
+
+from diffmsm_ros.identify import envelope_information, params, residuals, solvers, uncertainty
+from diffmsm_ros.model.subject import SubjectModel
+import jax
+import jax.numpy as jnp
+
+SCORE_BLOCK = 1.0       # s of consecutive segments whose residuals may correlate (sandwich)
+EQUATION_STRIDE = 4     # the robust start's equation error reads every 4th sample (8 ms)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """Template model, parameter space (leaves) and shooting options (static)."""
+
+    template: SubjectModel
+    space: params.ParamSpace
+    shooting: residuals.ShootingConfig
+    prior_std: float
+
+    def model_at(self, z):
+        """Subject model for normalised parameters z."""
+        return params.apply(self.template, self.space, self.space.from_z(z))
+
+    def data_residual(self, z, win):
+        """Multiple-shooting residual (sigma_q units)."""
+        return residuals.shooting_residuals(self.model_at(z), win, self.shooting)
+
+    def data_normal_equations(self, z, win):
+        """(J^T J, J^T r, 0.5 |r|^2, count, score spread) of one window's shooting residual."""
+        def segments(zz, offset):
+            return residuals.shooting_segments(self.model_at(zz), win, self.shooting, offset)
+
+        nq, nm = self.template.n_joints, self.template.n_muscles
+        count = residuals.nuisance_count(nq, nm, self.shooting)
+        weights = residuals.nuisance_weights(nq, nm, self.shooting, z.dtype)
+        steps = self.shooting.segment
+        block = max(1, int(round(SCORE_BLOCK / (steps * self.template.timestep))))
+        return residuals.shooting_normal_equations(segments, z, count, weights,
+                                                   self.shooting.profile, block)
+
+    def data_half_cost(self, z, win):
+        r = self.data_residual(z, win)
+        return 0.5 * jnp.sum(r * r)
+
+    def residual(self, z, win, z_prior):
+        """Shooting residual and prior, the least-squares objective (for Adam)."""
+        prior = residuals.prior_residuals(z, z_prior, self.prior_std)
+        return jnp.concatenate([self.data_residual(z, win), prior])
+
+    def equation_residual(self, z, win, qdd):
+        """Equation-error residual (N m) at every ``EQUATION_STRIDE``-th sample."""
+        return residuals.equation_error_residuals(self.model_at(z), win, qdd,
+                                                  stride=EQUATION_STRIDE)
+
+    def equation_half_cost(self, z, win, qdd):
+        r = self.equation_residual(z, win, qdd)
+        return 0.5 * jnp.sum(r * r)
+
+    def inertials(self, z):
+        """Parameter values, segment masses and inertias at z."""
+        skeleton = self.model_at(z).skeleton
+        return self.space.from_z(z), skeleton.mass, skeleton.inertia
+
+
+jax.tree_util.register_dataclass(Frame, data_fields=['template', 'space'],
+                                 meta_fields=['shooting', 'prior_std'])
+
+
+def make(template, space, shooting, prior_std):
+    """Build the frame of a template (its name is left out: it changes no number)."""
+    return Frame(template.replace(name='template'), space, shooting, float(prior_std))
+
+
+# compiled once per process and frame structure (each takes the frame first)
+normal = jax.jit(Frame.data_normal_equations)
+half_cost = jax.jit(Frame.data_half_cost)
+equation_normal = jax.jit(
+    lambda frame, z, win, qdd: solvers.normal_equations(frame.equation_residual, z, win, qdd))
+equation_half_cost = jax.jit(Frame.equation_half_cost)
+adam = jax.jit(lambda frame, state, lower, upper, win, z_prior, learning_rate:
+               solvers.adam_update(frame.residual, state, lower, upper, win, z_prior,
+                                   learning_rate=learning_rate))
+theta_of = jax.jit(lambda space, z: space.from_z(z))
+model_of = jax.jit(Frame.model_at)
+theta_jacobian = jax.jit(lambda space, z: jax.jacfwd(space.from_z)(z))
+scale_direction = jax.jit(uncertainty.scale_direction)
+inertials = jax.jit(Frame.inertials)
+envelope_info = jax.jit(lambda frame, z, win, qdd, density: envelope_information.information(
+    frame.model_at, z, win, qdd, density, stride=EQUATION_STRIDE))
+
+
+def bind(function, frame_or_space):
+    """Return ``function`` with its first argument (a frame or a space) given."""
+    return functools.partial(function, frame_or_space)
