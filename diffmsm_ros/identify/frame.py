@@ -51,6 +51,7 @@ class Frame:
                                                    self.shooting.profile, block)
 
     def data_half_cost(self, z, win):
+        """0.5 |r|^2 of one window's shooting residual."""
         r = self.data_residual(z, win)
         return 0.5 * jnp.sum(r * r)
 
@@ -65,6 +66,7 @@ class Frame:
                                                   stride=EQUATION_STRIDE)
 
     def equation_half_cost(self, z, win, qdd):
+        """0.5 |r|^2 of one window's equation error."""
         r = self.equation_residual(z, win, qdd)
         return 0.5 * jnp.sum(r * r)
 
