@@ -9,7 +9,6 @@ compiles nothing in the same process, and hits the persistent compilation cache 
 """
 
 import dataclasses
-import functools
 
 from diffmsm_ros.identify import envelope_information, params, residuals, solvers, uncertainty
 from diffmsm_ros.model.subject import SubjectModel
@@ -81,8 +80,13 @@ jax.tree_util.register_dataclass(Frame, data_fields=['template', 'space'],
 
 
 def make(template, space, shooting, prior_std):
-    """Build the frame of a template (its name is left out: it changes no number)."""
-    return Frame(template.replace(name='template'), space, shooting, float(prior_std))
+    """
+    Build the frame of a template (its name is left out: it changes no number).
+
+    Its numbers are put on the device once here, not copied from numpy at every call.
+    """
+    return jax.device_put(Frame(template.replace(name='template'), space, shooting,
+                                float(prior_std)))
 
 
 # compiled once per process and frame structure (each takes the frame first)
@@ -101,8 +105,3 @@ scale_direction = jax.jit(uncertainty.scale_direction)
 inertials = jax.jit(Frame.inertials)
 envelope_info = jax.jit(lambda frame, z, win, qdd, density: envelope_information.information(
     frame.model_at, z, win, qdd, density, stride=EQUATION_STRIDE))
-
-
-def bind(function, frame_or_space):
-    """Return ``function`` with its first argument (a frame or a space) given."""
-    return functools.partial(function, frame_or_space)

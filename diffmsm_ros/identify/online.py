@@ -463,9 +463,9 @@ class OnlineIdentifier:
             self.problem.cost(self.z, win)
         fit = _dummy_window(self.template.model, self.fit_steps, self.history, self.h)
         hess, _, half, count, scores = self.problem.normal(self.z, fit)
-        # the robust start works window by window: one pass with one polish iteration each
-        # compiles every shape it uses, whatever the count of windows it is given
-        self.problem.initialise(self.z, [fit, fit], iterations=1)
+        # the robust start works window by window: one pass on one window with one polish
+        # iteration each compiles every shape it uses, whatever the count of windows
+        self.problem.initialise(self.z, fit, iterations=1)
         # the solver's and the checks' small operations too, so that the first update
         # compiles nothing (the state is left as it was)
         self._validity(self._lm(self.z, fit, 1)[0].z)

@@ -1,8 +1,8 @@
 """
 An identification problem: template, selected parameters, residuals, and jitted solver steps.
 
-z = 0 is the template; ``fit`` runs Levenberg-Marquardt from any z on a window.  Functions
-are jitted once per Problem and compile once per window shape.
+z = 0 is the template; ``fit`` runs Levenberg-Marquardt from any z on a window.  The
+compiled pieces live in ``frame.py``: once per process, model structure and window shape.
 """
 
 import functools
@@ -22,7 +22,6 @@ SWEEPS = 4              # most muscle sweeps of the robust start
 BONE_STARTS = (('first_moments', 2.0), ('jitter', 0.1), ('first_moments', 0.5),
                ('jitter', 0.1))   # extra starts of solve: m c scale, or jitter of all z
 INERTIA_FLOOR = 0.01    # of the template's smallest principal moment: fits stay above it
-EQUATION_STRIDE = frame.EQUATION_STRIDE
 REPAIR_ROUNDS = 8       # most moves back above the inertia floor per trial point
 EQUATION_ITERATIONS = 30   # most LM iterations of each equation-error polish (robust start)
 EXCITATION_NOISE_WARNING = (
@@ -65,16 +64,16 @@ class Problem:
         # the compiled pieces take the frame (template and space) as an argument: Problems
         # of one structure share them (frame.py)
         self.frame = frame.make(self.template, self.space, self.shooting, config.prior_std)
-        self._normal = frame.bind(frame.normal, self.frame)
-        self._cost = frame.bind(frame.half_cost, self.frame)
-        self._eq_normal = frame.bind(frame.equation_normal, self.frame)
-        self._eq_cost = frame.bind(frame.equation_half_cost, self.frame)
-        self._adam = frame.bind(frame.adam, self.frame)
-        self.theta_of = frame.bind(frame.theta_of, self.space)
-        self._theta_jacobian = frame.bind(frame.theta_jacobian, self.space)
-        self._scale = frame.bind(frame.scale_direction, self.space)
-        self._inertials = frame.bind(frame.inertials, self.frame)
-        self._envelope_info = frame.bind(frame.envelope_info, self.frame)
+        self._normal = functools.partial(frame.normal, self.frame)
+        self._cost = functools.partial(frame.half_cost, self.frame)
+        self._eq_normal = functools.partial(frame.equation_normal, self.frame)
+        self._eq_cost = functools.partial(frame.equation_half_cost, self.frame)
+        self._adam = functools.partial(frame.adam, self.frame)
+        self.theta_of = functools.partial(frame.theta_of, self.frame.space)
+        self._theta_jacobian = functools.partial(frame.theta_jacobian, self.frame.space)
+        self._scale = functools.partial(frame.scale_direction, self.frame.space)
+        self._inertials = functools.partial(frame.inertials, self.frame)
+        self._envelope_info = functools.partial(frame.envelope_info, self.frame)
         self._segment_coordinates = np.flatnonzero(
             self.space.mask(lambda e: e.section == 'segments'))
         moments, _ = self._principal_moments(
@@ -89,18 +88,6 @@ class Problem:
     def model_at(self, z):
         """Subject model for normalised parameters z."""
         return self.frame.model_at(z)
-
-    def data_residual(self, z, win):
-        """Multiple-shooting residual (sigma_q units)."""
-        return self.frame.data_residual(z, win)
-
-    def residual(self, z, win, z_prior):
-        """Shooting residual and prior, the least-squares objective (for Adam)."""
-        return self.frame.residual(z, win, z_prior)
-
-    def equation_residual(self, z, win, qdd):
-        """Equation-error residual (N m) at every ``EQUATION_STRIDE``-th sample."""
-        return self.frame.equation_residual(z, win, qdd)
 
     def unphysical(self, z):
         """
