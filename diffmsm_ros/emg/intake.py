@@ -108,8 +108,8 @@ class EmgIntake:
         self.next_time = last + dt
         return last - dt * np.arange(count - 1, -1, -1)
 
-    def excitations(self, samples):
-        """Excitations [S, n_muscles] of samples [S, C] (V for raw, fraction of MVC else)."""
+    def check(self, samples):
+        """Return samples [S, C] as floats, or raise ``EmgError`` saying what is wrong."""
         samples = np.asarray(samples, dtype=float)
         if samples.ndim != 2 or samples.shape[1] != self.channels:
             raise EmgError(f'expected {self.channels} EMG channels, got {samples.shape}',
@@ -119,11 +119,20 @@ class EmgIntake:
         if self.filter is not None:
             if np.max(np.abs(samples)) > 1e3:
                 raise EmgError('raw EMG above 1 kV: not volts', 'out_of_range')
-            env = self.filter.process(samples)
-        else:
-            if np.min(samples) < -0.05 or np.max(samples) > self.max_value:
-                raise EmgError(f'EMG envelope outside [0, {self.max_value}]', 'out_of_range')
-            env = samples
+        elif np.min(samples) < -0.05 or np.max(samples) > self.max_value:
+            raise EmgError(f'EMG envelope outside [0, {self.max_value}]', 'out_of_range')
+        return samples
+
+    def excitations(self, samples, checked=False):
+        """
+        Excitations [S, n_muscles] of samples [S, C] (V for raw, fraction of MVC else).
+
+        ``checked``: the samples passed ``check`` already (chunks checked one by one as
+        they came, filtered together).
+        """
+        if not checked:
+            samples = self.check(samples)
+        env = self.filter.process(samples) if self.filter is not None else samples
         over = env > 1.0
         self.clipped += int(np.count_nonzero(over))
         return self.muscles(env)

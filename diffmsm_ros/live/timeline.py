@@ -6,7 +6,10 @@ it was withheld.
 
 ``on_emg`` takes an EMG chunk as it arrives (``on_emg_stamped`` one that carries its own
 stamp); ``on_encoder`` takes an encoder sample and answers with a ``Torque`` or a
-``Withheld``.  In between this module
+``Withheld``.  Messages taken together (a node that fell behind) are handed in one by one
+in publish order with ``admit`` for the encoder samples, then ``answer`` applies the EMG
+and computes all their torques in one batch: an encoder sample then sees the EMG that came
+with it (never less than one by one), at a fraction of the cost per sample.  In between this module
 
 - checks stamps: a stamp far in the future of the node's clock is refused, one not after
   the previous sample is a repeat, one more than ``BACKWARD_TOLERANCE`` back is a restart
@@ -77,6 +80,15 @@ class Torque(typing.NamedTuple):
     force: np.ndarray       # N, pulling > 0
 
 
+class Asked(typing.NamedTuple):
+    """An encoder sample admitted for a torque (``InputTimeline.admit``)."""
+
+    stamp: int              # ns
+    t: float                # s on the session clock
+    q: np.ndarray           # rad
+    qd: np.ndarray          # rad/s (measured, or estimated)
+
+
 class Withheld(typing.NamedTuple):
     """No torque for this encoder sample, and why (``WITHHELD`` keys)."""
 
@@ -138,7 +150,10 @@ class InputTimeline:
         self.counts = collections.Counter()
         self.bad = {}                 # input kind -> (last reason, monotonic s)
         self.last_encoder = None      # ns, the previous encoder stamp
-        self.emg_newest = None        # s, newest EMG sample handed on (before lag)
+        self.emg_newest = None        # s, newest EMG sample received (before lag)
+        self.emg_applied = None       # s, newest EMG sample applied (before lag)
+        self.asked = []               # encoder samples admitted, not yet answered
+        self.answered = []            # answers not yet handed out (asked before a restart)
         self.noise_sent_at = None
         self.receipt = {}             # input kind -> monotonic s of its last message
         self.stale = False
@@ -162,7 +177,11 @@ class InputTimeline:
 
     # ------------------------------------------------------------------ EMG
     def on_emg(self, samples, now_ns, published_ns=None):
-        """Take an EMG chunk [S, C] received now (node clock ns; publish wall ns if known)."""
+        """
+        Take an EMG chunk [S, C] received now (node clock ns; publish wall ns if known).
+
+        Checked now and queued; ``flush`` (and every torque) applies what is queued.
+        """
         if published_ns is not None and self.walls:
             receipt = self._wall_stamp(published_ns)
         elif now_ns > 0:
@@ -172,21 +191,36 @@ class InputTimeline:
             self.bad_input('emg', BadInput('no clock yet (use_sim_time without /clock)',
                                            'no_clock'))
             return
+        samples = self._checked(samples)
+        if samples is None:
+            return
         self.receipt['emg'] = time.monotonic()
         t = self.seconds(receipt)
         # a single sample keeps its own time; a chunk is laid on the sample clock
         times = self.intake.times(t, len(samples), stamped=len(samples) == 1)
-        self.pending.append((times, samples))
         self.rates['emg'].add(t, len(samples))
-        self._drain_emg()
+        self._queue(times, samples)
 
     def on_emg_stamped(self, stamp_ns, samples):
-        """Take an EMG sample [1, C] that carries its own stamp (ns)."""
+        """Take an EMG sample [1, C] that carries its own stamp (ns); queued as ``on_emg``."""
+        samples = self._checked(samples)
+        if samples is None:
+            return
         times = self.intake.times(self.seconds(stamp_ns), len(samples), stamped=True)
-        self.pending.append((times, samples))
         self.rates['emg'].add(times[-1], len(samples))
         self.receipt['emg'] = time.monotonic()
-        self._drain_emg()
+        self._queue(times, samples)
+
+    def _checked(self, samples):
+        try:
+            return self.intake.check(samples)
+        except EmgError as err:
+            self.bad_input('emg', err)
+            return None
+
+    def _queue(self, times, samples):
+        self.pending.append((times, samples))
+        self.emg_newest = float(times[-1])
 
     def _wall_stamp(self, published):
         """
@@ -204,23 +238,32 @@ class InputTimeline:
         slope = (s1 - s0) / (w1 - w0) if w1 - w0 >= WALL_SPAN * 1e9 else 1.0
         return s1 + int(round((published - w1) * slope))
 
-    def _drain_emg(self):
+    def flush(self):
+        """
+        Apply the queued EMG: filtered together, on the torque path and to the identifier.
+
+        Chunks that follow one another are joined (one filter and one torque-path update
+        for all the EMG that waited together); one that starts back in time restarts the
+        torque path's activation.
+        """
         lag = self.intake.lag
         while self.pending:
-            times, samples = self.pending.popleft()
-            try:
-                u = self.intake.excitations(samples)
-            except EmgError as err:
-                self.bad_input('emg', err)
-                continue
-            if self.emg_newest is not None and \
-                    times[0] < self.emg_newest - BACKWARD_TOLERANCE:
+            times, samples = [self.pending[0][0]], [self.pending.popleft()[1]]
+            while self.pending and self.pending[0][0][0] > times[-1][-1]:
+                chunk_times, chunk = self.pending.popleft()
+                times.append(chunk_times)
+                samples.append(chunk)
+            times = np.concatenate(times) if len(times) > 1 else times[0]
+            samples = np.concatenate(samples) if len(samples) > 1 else samples[0]
+            u = self.intake.excitations(samples, checked=True)
+            if self.emg_applied is not None and \
+                    times[0] < self.emg_applied - BACKWARD_TOLERANCE:
                 self.torque.reset()
             shifted = times - lag
             self.torque.add_excitations(shifted, u)
             if self.sink is not None:
                 self.sink.put_excitations(shifted, u, self._noise_reading(times))
-            self.emg_newest = float(times[-1])
+            self.emg_applied = float(times[-1])
 
     def _noise_reading(self, times):
         """Raw EMG's noise density for the identifier, once per ``NOISE_PERIOD``; else None."""
@@ -241,6 +284,16 @@ class InputTimeline:
 
         ``now_ns`` is the node clock (0: unknown), ``published_ns`` the sample's publish
         time and ``wall_ns`` the wall clock now (both ns, for the deadline).
+        """
+        withheld = self.admit(stamp, q, qd, tau, now_ns, published_ns, wall_ns)
+        return withheld or self.answer()[-1]
+
+    def admit(self, stamp, q, qd, tau, now_ns=0, published_ns=None, wall_ns=None):
+        """
+        Check and record a sample as ``on_encoder`` does: a ``Withheld``, or None (asked).
+
+        Samples taken together are admitted one by one, then ``answer`` gives the torques
+        of all that were asked in one batch.
         """
         if now_ns > 0 and stamp > now_ns + FUTURE_TOLERANCE * 1e9:
             self.bad_input('joint_states', BadInput('stamp is in the future of the node '
@@ -281,14 +334,33 @@ class InputTimeline:
             return self._withhold('stale')
         if qd is None:
             qd = self.velocity.estimate()
-        out = self.torque.at(t, q, qd)
-        if out is None:
-            return self._withhold('no_emg')
-        if not out.finite:
-            return self._withhold('nonfinite')
-        torque, act, fibre, force = out.torque, out.activation, out.fibre_velocity, out.force
-        self.counts['torque_published'] += 1
-        return Torque(stamp, q, qd, torque, act, fibre, force)
+        self.asked.append(Asked(stamp, t, q, qd))
+        return None
+
+    def answer(self):
+        """Return a ``Torque`` (or ``Withheld``) for each sample asked since the last answer."""
+        answers, self.answered = self.answered + self._answer(self.asked), []
+        self.asked = []
+        return answers
+
+    def _answer(self, asked):
+        """Answers to ``asked``, the queued EMG applied first."""
+        if not asked:
+            return []
+        self.flush()
+        outputs = self.torque.at_many([a.t for a in asked], [a.q for a in asked],
+                                      [a.qd for a in asked])
+        answers = []
+        for a, out in zip(asked, outputs):
+            if out is None:
+                answers.append(self._withhold('no_emg'))
+            elif not out.finite:
+                answers.append(self._withhold('nonfinite'))
+            else:
+                self.counts['torque_published'] += 1
+                answers.append(Torque(a.stamp, a.q, a.qd, out.torque, out.activation,
+                                      out.fibre_velocity, out.force))
+        return answers
 
     def _withhold(self, reason):
         self.counts[f'withheld_{reason}'] += 1
@@ -313,6 +385,9 @@ class InputTimeline:
 
     def restart(self):
         """Time went backwards (a bag playing again): start the streams afresh."""
+        # samples asked before the jump are answered from the stream they belong to
+        self.answered += self._answer(self.asked)
+        self.asked = []
         self.counts['time_jumps'] += 1
         self.log('warning', 'encoder time jumped backwards: buffers cleared', 'restart')
         self.reset()
@@ -325,6 +400,7 @@ class InputTimeline:
         handled in publish order): it belongs to the stream before the jump.
         """
         self.pending.clear()
+        self.asked = []
         self.intake.reset()
         self.walls.clear()
         self.periods.clear()
@@ -333,6 +409,7 @@ class InputTimeline:
         self.velocity.reset()
         self.last_encoder = None
         self.emg_newest = None
+        self.emg_applied = None
         for meter in self.rates.values():
             meter.clear()
 

@@ -103,8 +103,13 @@ def collect(timeline, lock, stale_timeout, latencies, worker, last_result, log):
 def identifier_status(stats, result, dropped, stream_problem=''):
     """Counters of the identifier process and its last update."""
     level = 'WARN' if stats['errors'] else 'OK'
+    state = stats.get('state', 'ready')
     if not stats['enabled']:
         text = 'paused'
+    elif state != 'ready':
+        text = {'compiling': 'compiling (the torque path runs meanwhile)',
+                'failed': 'failed to start (see the log)'}.get(state, state)
+        level = 'ERROR' if state == 'failed' else level
     elif result is None:
         text = 'waiting for data'
     else:

@@ -32,6 +32,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 LATENCIES = 2000            # torque-path compute times kept for the percentiles
+ENCODERS, EMG = 0, 1        # the sensor subscriptions, in the order they are created
 
 
 class DiffMsmNode(Node):
@@ -81,14 +82,12 @@ class DiffMsmNode(Node):
         self.latency = collections.deque(maxlen=LATENCIES)
         self.last_result = None
         self.stream_problem = ''       # input-rate errors that explain rejected updates
-        emg_type, emg_handler = ((JointState, self._on_emg_joint_state)
-                                 if values['emg.msg_type'] == 'joint_state' else
-                                 (Float64MultiArray, self._on_emg_array))
-        # encoders first: messages published at the same instant are handled in this order
+        self.emg_reader = (self._read_emg_joint_state
+                           if values['emg.msg_type'] == 'joint_state' else self._read_emg_array)
+        emg_type = JointState if values['emg.msg_type'] == 'joint_state' else Float64MultiArray
         self.sensor_loop, self._hidden = sensor_loop.serve(
-            self, [(JointState, 'joint_states', self._on_joint_states),
-                   (emg_type, 'emg', emg_handler)], qos.SENSOR,
-            lambda err: self.log.error(f'sensor loop stopped: {err!r}'))
+            self, [(JointState, 'joint_states'), (emg_type, 'emg')], qos.SENSOR,
+            self._on_take, lambda err: self.log.error(f'sensor loop stopped: {err!r}'))
         self.out_torque = convert.JointStateFiller(
             self.create_publisher(JointState, '~/joint_torque', 10), self.joints)
         self.out_muscles = convert.JointStateFiller(
@@ -129,40 +128,52 @@ class DiffMsmNode(Node):
         self.diag_timer = self.create_timer(period, self._publish_diag, clock=self.steady)
 
     # ------------------------------------------------------------------ inputs
-    def _on_emg_array(self, msg, info):
-        now = self.get_clock().now().nanoseconds
-        with self.lock:
-            try:
-                samples = convert.emg_chunk(msg, self.intake.channels)
-            except convert.InputError as err:
-                self.timeline.bad_input('emg', err)
-                return
-            self.timeline.on_emg(samples, now, convert.publish_wall(info))
+    def _on_take(self, taken):
+        """
+        Sensor messages taken together ``[(ENCODERS or EMG, msg, info)]``, in publish order.
 
-    def _on_emg_joint_state(self, msg, info=None):
-        with self.lock:
-            try:
-                stamp, samples = convert.emg_joint_state(msg, self.channel_names)
-            except convert.InputError as err:
-                self.timeline.bad_input('emg', err)
-                return
-            self.timeline.on_emg_stamped(stamp, samples)
-
-    def _on_joint_states(self, msg, info):
+        Each is read and admitted in turn; then the torques of all admitted encoder
+        samples come from one batch and are published.
+        """
         started = time.perf_counter()
         now = self.get_clock().now().nanoseconds
         with self.lock:
-            try:
-                stamp, q, qd, tau = self.read_joints(msg)
-            except convert.InputError as err:
-                self.timeline.bad_input('joint_states', err)
-                return
-            out = self.timeline.on_encoder(stamp, q, qd, tau, now, convert.publish_wall(info),
-                                           time.time_ns())
-        if type(out) is Torque:
-            self.out_torque.publish(stamp, out.q, out.qd, out.torque)
-            self.out_muscles.publish(stamp, out.activation, out.fibre_velocity, out.force)
-            self.latency.append(time.perf_counter() - started)
+            for kind, msg, info in taken:
+                if kind == ENCODERS:
+                    self._admit_encoder(msg, info, now)
+                else:
+                    self.emg_reader(msg, info, now)
+            answers = self.timeline.answer()
+        for out in answers:
+            if type(out) is Torque:
+                self.out_torque.publish(out.stamp, out.q, out.qd, out.torque)
+                self.out_muscles.publish(out.stamp, out.activation, out.fibre_velocity,
+                                         out.force)
+                self.latency.append(time.perf_counter() - started)
+
+    def _read_emg_array(self, msg, info, now):
+        try:
+            samples = convert.emg_chunk(msg, self.intake.channels)
+        except convert.InputError as err:
+            self.timeline.bad_input('emg', err)
+            return
+        self.timeline.on_emg(samples, now, convert.publish_wall(info))
+
+    def _read_emg_joint_state(self, msg, info, now):
+        try:
+            stamp, samples = convert.emg_joint_state(msg, self.channel_names)
+        except convert.InputError as err:
+            self.timeline.bad_input('emg', err)
+            return
+        self.timeline.on_emg_stamped(stamp, samples)
+
+    def _admit_encoder(self, msg, info, now):
+        try:
+            stamp, q, qd, tau = self.read_joints(msg)
+        except convert.InputError as err:
+            self.timeline.bad_input('joint_states', err)
+            return
+        self.timeline.admit(stamp, q, qd, tau, now, convert.publish_wall(info), time.time_ns())
 
     # ------------------------------------------------------------------ identifier
     def _on_result(self, result):

@@ -36,23 +36,26 @@ def no_event_callbacks():
     return SubscriptionEventCallbacks(use_default_callbacks=False)
 
 
-def serve(node, entries, qos, on_error=None):
+def serve(node, entries, qos, on_take, on_error=None):
     """
-    Create the sensor subscriptions ``[(msg type, topic, handler(msg, info))]`` on ``node``.
+    Create the sensor subscriptions ``[(msg type, topic)]`` on ``node``.
 
-    Where the loop is available it serves them (returned, not started, with the set of
-    subscriptions the executor must not wait on); else the executor calls the handlers
-    (None, empty set).  Served by the loop, the subscriptions carry no QoS event handlers:
-    the executor would wait on those and spin (100 % CPU measured).
+    ``on_take([(entry index, msg, info)])`` gets the messages taken together, in publish
+    order.  Where the loop is available it serves them (returned, not started, with the
+    set of subscriptions the executor must not wait on); else the executor calls
+    ``on_take`` with each message alone (None, empty set).  Served by the loop, the
+    subscriptions carry no QoS event handlers: the executor would wait on those and spin
+    (100 % CPU measured).
     """
     looped = available()
     events = no_event_callbacks() if looped else None
-    subs = [(node.create_subscription(kind, topic, with_info(handler), qos,
-                                      event_callbacks=events), handler)
-            for kind, topic, handler in entries]
+    subs = [(node.create_subscription(
+        kind, topic, with_info(lambda msg, info, i=i: on_take([(i, msg, info)])), qos,
+        event_callbacks=events), i) for i, (kind, topic) in enumerate(entries)]
     if not looped:
         return None, set()
-    return SensorLoop(node.context, subs, on_error=on_error), {sub for sub, _ in subs}
+    return (SensorLoop(node.context, subs, on_error=on_error, on_take=on_take),
+            {sub for sub, _ in subs})
 
 
 def with_info(callback):
@@ -64,14 +67,20 @@ def with_info(callback):
 
 
 class SensorLoop:
-    """Serves ``[(subscription, handler(msg, info))]`` on a thread (see the module text)."""
+    """
+    Serves ``[(subscription, handler(msg, info))]`` on a thread (see the module text).
 
-    def __init__(self, context, entries, on_start=None, on_error=None):
+    With ``on_take``, the messages taken together go to it at once as ``[(handler, msg,
+    info)]`` in publish order (the handlers are then only labels).
+    """
+
+    def __init__(self, context, entries, on_start=None, on_error=None, on_take=None):
         from rclpy.guard_condition import GuardCondition
         self.context = context
         self.entries = list(entries)
         self.on_start = on_start
         self.on_error = on_error
+        self.on_take = on_take
         self.wake = GuardCondition(None, None, context=context)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name='diffmsm-sensors', daemon=True)
@@ -130,5 +139,9 @@ class SensorLoop:
 
     def _dispatch(self, taken):
         self.taken += len(taken)
+        if self.on_take is not None:
+            if taken:
+                self.on_take([(handler, msg, info) for _, _, handler, msg, info in taken])
+            return
         for _, _, handler, msg, info in taken:
             handler(msg, info)

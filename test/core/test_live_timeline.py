@@ -90,6 +90,52 @@ def test_activation_at_the_stamp_is_the_exact_integration(paths, model, delayed_
     assert max(errors) < 1e-10
 
 
+@pytest.mark.parametrize('seed', SEEDS)
+def test_a_batch_of_stamps_gets_what_one_stamp_after_another_gets(paths, delayed_model, seed):
+    """
+    ``at_many`` (a node answering the samples that waited together) equals ``at`` one by one.
+
+    Batches of 1 to 160 stamps at 1 kHz (several calls of ``BATCH``; some spanning more
+    than ``STEPS`` grid steps), up to 80 grid steps beyond the newest excitation (more
+    than one call's carry), between chunks of 1 to 30 rows of several delays.
+    """
+    path = paths['delayed']
+    h = delayed_model.timestep
+    rng = np.random.default_rng(seed)
+    rows = excitation_rows(rng, 1200, delayed_model.n_muscles, h)
+    chunks = np.cumsum(rng.integers(1, 30, 200))
+    chunks = chunks[chunks < len(rows)]
+    stamps = 100.0 + np.arange(1, int(len(rows) * h / 1e-3) - 40) * 1e-3
+    q = 1.0 + 0.3 * np.sin(stamps)[:, None]
+    qd = 0.3 * np.cos(stamps)[:, None]
+    answers = {}
+    for batched in (False, True):
+        path.set_model(delayed_model)
+        path.reset()
+        got, i, k = [], 0, 0
+        for end in chunks:
+            path.add_excitations(100.0 + np.arange(k, end) * h, rows[k:end])
+            k = end
+            # the samples up to some way beyond the newest row, in batches of 1 to 160
+            last = np.searchsorted(stamps, 100.0 + (end + rng.integers(-5, 80)) * h)
+            while i < last:
+                n = min(last - i, int(rng.integers(1, 161)))
+                if batched:
+                    got += path.at_many(stamps[i:i + n], q[i:i + n], qd[i:i + n])
+                else:
+                    got += [path.at(stamps[j], q[j], qd[j]) for j in range(i, i + n)]
+                i += n
+        answers[batched] = got
+        rng = np.random.default_rng(seed)      # the same chunks and batches again
+        excitation_rows(rng, 1200, delayed_model.n_muscles, h)
+        rng.integers(1, 30, 200)
+    assert len(answers[True]) == len(answers[False]) > 1000
+    for one, many in zip(answers[False], answers[True]):
+        for field in ('torque', 'activation', 'fibre_velocity', 'force'):
+            np.testing.assert_allclose(getattr(many, field), getattr(one, field),
+                                       rtol=1e-12, atol=1e-12)
+
+
 def test_beyond_the_newest_sample_the_excitation_follows_its_slope_then_holds(paths, model):
     path = paths['plain']
     path.set_model(model)
@@ -124,12 +170,12 @@ def test_outputs_are_the_models_and_a_swap_does_not_compile(paths, model):
     np.testing.assert_allclose(out.torque, state.torque, rtol=1e-12)
     np.testing.assert_allclose(out.force, -np.asarray(state.force), rtol=1e-12)
     np.testing.assert_allclose(out.fibre_velocity, state.fiber_velocity, rtol=1e-12)
-    compiled = path._call._cache_size()
+    compiled = [call._cache_size() for call in path._calls.values()]
     stronger = model.replace(muscles=dataclasses.replace(
         model.muscles, max_isometric_force=2 * np.asarray(model.muscles.max_isometric_force)))
     path.set_model(stronger)
     twice = path.at(10.0 + 49 * h, q, qd)
-    assert path._call._cache_size() == compiled
+    assert [call._cache_size() for call in path._calls.values()] == compiled
     # force scales with F0 (active and passive parts alike)
     np.testing.assert_allclose(twice.torque, 2 * out.torque, rtol=1e-9)
 
