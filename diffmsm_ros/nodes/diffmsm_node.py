@@ -5,7 +5,8 @@ Wiring only: parameters, subscriptions, publishers, services and diagnostics.  W
 with each sample is ``diffmsm_ros.live`` (the input time line and the torque path, no
 ROS); the online identifier runs in a child process (``IdentifierProcess``) and swaps the
 model when an update is accepted.  Everything is compiled in the constructor, before the
-node logs that it is ready.
+node logs that it is ready; only an identifier disabled at start-up starts (and compiles,
+in its own process) when it is first enabled.
 """
 
 import collections
@@ -70,11 +71,14 @@ class DiffMsmNode(Node):
         self.worker = IdentifierProcess(values['model.template'],
                                         settings.identify_config(values), self._on_result,
                                         self._on_model, self.log.error)
-        self.worker.set_enabled(values['identification.enabled'])
-        try:
-            self.worker.start()      # returns once the identifier process has compiled
-        except RuntimeError as err:
-            raise settings.SettingsError(str(err)) from None
+        if values['identification.enabled']:
+            try:
+                self.worker.start()      # returns once the identifier process has compiled
+            except RuntimeError as err:
+                raise settings.SettingsError(str(err)) from None
+        else:
+            # started, and compiled in the background, when identification is enabled
+            self.worker.set_enabled(False)
         self.compile_seconds = time.monotonic() - started
         self.lock = threading.Lock()      # the time line: sensor thread vs executor thread
         self.timeline = InputTimeline(settings.timeline_config(values), self.intake,

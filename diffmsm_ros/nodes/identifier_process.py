@@ -6,6 +6,11 @@ every ``FLUSH_PERIOD`` s of wall time, never blocking); the child runs an Identi
 (its own update thread) and sends back every update result, the accepted models (numpy
 pytree and YAML text) and counters.  Queues are bounded: if the child falls behind, the
 oldest batches are dropped and counted.
+
+The child starts (and compiles) when identification is first enabled: at start-up, where
+the node waits for it, or later (``set_enabled``), when it compiles in the background
+while the torque path runs and receives data from then on (``stats['state']`` says
+which).  A node that never identifies never pays for it.
 """
 
 import functools
@@ -170,47 +175,58 @@ class IdentifierProcess:
         self._noise = None
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        self.stats['state'] = 'not started'
+        self.started = False
+        self._ready = threading.Event()      # the child compiled, or failed
+        self._failure = None
+        self._stopped = threading.Event()
+        # the threads that hold the GIL now and then exist from here on (the node raises
+        # the priority of every thread it has once it is set up): the queue's feeder
+        # thread starts with this first message, the child reads it when it starts
+        self._send([('enabled', True)])
         self._receiver = threading.Thread(target=self._receive, name='diffmsm-id-receiver',
                                           daemon=True)
-        self._stopped = threading.Event()
+        self._receiver.start()
 
-    def start(self):
-        """Start the child and wait until it compiled (raises RuntimeError if it failed)."""
+    def start(self, wait=True):
+        """
+        Start the child; with ``wait`` return once it compiled (RuntimeError if it failed).
+
+        Without ``wait`` it compiles in the background (``stats['state']``).
+        """
         # few malloc arenas in the child (read at its start): its memory stays compact
         os.environ.setdefault('MALLOC_ARENA_MAX', '2')
+        self.stats['state'] = 'compiling'
         self.process.start()
+        self.started = True
+        if not wait:
+            return
         try:
             self._wait_ready()
         except BaseException:
             # Ctrl-C (or a failure) while compiling: the child ignores SIGINT, so end it here
             self.process.terminate()
             _join(self.process, 10.0)
+            self._stopped.set()
             raise
-        self._receiver.start()
 
     def _wait_ready(self):
         deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                msg = self.outbox.get(timeout=1.0)
-            except queue.Empty:
-                if not self.process.is_alive():
-                    raise RuntimeError('the identifier process ended during start-up')
-                if time.monotonic() > deadline:
-                    raise RuntimeError('the identifier process did not become ready')
-                continue
-            if msg[0] == 'ready':
-                self.stats.update(msg[1])
-                break
-            if msg[0] == 'failed':
-                raise RuntimeError(f'the identifier process failed:\n{msg[1]}')
+        while not self._ready.wait(1.0):
+            if not self.process.is_alive():
+                raise RuntimeError('the identifier process ended during start-up')
+            if time.monotonic() > deadline:
+                raise RuntimeError('the identifier process did not become ready')
+        if self._failure is not None:
+            raise RuntimeError(f'the identifier process failed:\n{self._failure}')
 
     def stop(self, timeout=10.0):
         """Let the child finish an update in flight and end; terminate it after ``timeout`` s."""
-        self._send([('stop',)])
-        if not _join(self.process, timeout):
-            self.process.terminate()
-            _join(self.process, timeout)
+        if self.started:
+            self._send([('stop',)])
+            if not _join(self.process, timeout):
+                self.process.terminate()
+                _join(self.process, timeout)
         self._stopped.set()
 
     # ------------------------------------------------------------------ to the child
@@ -221,6 +237,10 @@ class IdentifierProcess:
             self.dropped += 1
 
     def _add(self, item=None):
+        if not self.started:        # no child to read it: nothing is kept
+            with self._lock:
+                self._batch, self._encoders, self._excitations = [], [], []
+            return
         with self._lock:
             if item is not None:
                 self._batch.append(item)
@@ -267,6 +287,12 @@ class IdentifierProcess:
         self._send([('reset',)])
 
     def set_enabled(self, enabled):
+        """Resume or pause updates; the first enabling starts the child (in the background)."""
+        if not self.started:
+            self.stats['enabled'] = bool(enabled)
+            if enabled:
+                self.start(wait=False)
+            return
         # stats['enabled'] changes when the child confirms it (after any queued data)
         self._send([('enabled', bool(enabled))])
 
@@ -282,7 +308,8 @@ class IdentifierProcess:
             try:
                 msg = self.outbox.get(timeout=0.5)
             except (queue.Empty, EOFError, OSError):
-                if not self.process.is_alive() and not self._stopped.is_set():
+                if self.started and not self.process.is_alive() and \
+                        not self._stopped.is_set():
                     self.stats['errors'] += 1
                     self.log('the identifier process ended unexpectedly')
                     return
@@ -299,6 +326,14 @@ class IdentifierProcess:
         kind = msg[0]
         if kind in ('result', 'model', 'stats', 'ready'):
             self.stats.update(msg[-1])
+        if kind == 'ready':
+            self.stats['state'] = 'ready'
+            self._ready.set()
+        elif kind == 'failed':
+            self.stats['state'] = 'failed'
+            self.stats['errors'] += 1
+            self._failure = msg[1]
+            self._ready.set()
         if kind == 'result' and self.on_result is not None:
             self.on_result(UpdateResult(**msg[1]))
         elif kind == 'model':

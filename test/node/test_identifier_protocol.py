@@ -3,7 +3,8 @@ The node's side of the identifier process protocol, without starting the child.
 
 What the node hands over must reach the child unchanged and in order (encoders, then
 excitations, then commands), the inbox must never block the torque path (full: counted
-as dropped), and what the child sends back must reach the node's callbacks.
+as dropped), and what the child sends back must reach the node's callbacks.  Until the
+child is started (identification first enabled) nothing is kept for it.
 """
 
 import queue
@@ -15,15 +16,42 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture()
-def link():
+def make_link():
     got = {'results': [], 'models': [], 'logs': []}
     proc = IdentifierProcess('elbow', IdentifyConfig(), got['results'].append,
                              lambda model, text: got['models'].append((model, text)),
                              got['logs'].append)
+    return proc, got
+
+
+@pytest.fixture()
+def link():
+    """Give the node's side as when the child runs (the test reads the child's inbox)."""
+    proc, got = make_link()
+    assert drain(proc) == [('enabled', True)]      # what the child reads first
+    proc.started = True
     yield proc, got
+    proc.stop(0.0)
     proc.inbox.close()
     proc.outbox.close()
+
+
+def test_before_the_child_starts_nothing_is_kept_and_pausing_starts_nothing():
+    proc, _ = make_link()
+    try:
+        assert proc.stats['state'] == 'not started'
+        proc._last_flush = float('-inf')
+        proc.put_encoders(0.0, np.zeros(2), None, np.zeros(2))
+        proc.put_excitations(np.zeros(1), np.zeros((1, 3)))
+        proc.set_enabled(False)
+        assert not proc.started and proc.stats['enabled'] is False
+        assert drain(proc) == [('enabled', True)]
+        assert proc._encoders == proc._excitations == proc._batch == []
+        proc.stop()                                    # nothing to stop: returns at once
+        assert not proc.process.is_alive()
+    finally:
+        proc.inbox.close()
+        proc.outbox.close()
 
 
 def drain(proc):

@@ -74,6 +74,15 @@ def test_descriptors_and_values_follow_the_parameter_table(node):
         assert node.values[name] == expected, name
 
 
+def test_an_identifier_switched_off_at_start_up_is_not_started(node):
+    """Identification off: the node is ready without the identifier's process or compile."""
+    assert node.values['identification.enabled'] is False
+    assert not node.worker.started and not node.worker.process.is_alive()
+    status = {name: (text, values) for name, _, text, values in node.diagnostic_statuses()}
+    text, values = status['diffmsm: identifier']
+    assert text == 'paused' and values['state'] == 'not started'
+
+
 def test_set_parameters_refuses_with_the_reason_and_applies_what_it_accepts(node):
     from rclpy.parameter import Parameter
     before = node.values['stale_timeout']
