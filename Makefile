@@ -40,10 +40,11 @@ demo: venv
 	$(BIN)/diffmsm demo
 
 # the core and node layers on two workers (each test there stands alone), then the
-# integration tests one at a time: they measure the live node, which needs the cores
+# integration tests on two workers, a module to each (their processes mostly wait on
+# real-time replays; each worker has DDS domains of its own)
 test: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=8 test/core test/node
-	$(BIN)/python -m pytest -q --durations=8 test/integration
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=8 test/integration
 
 lint: venv
 	$(BIN)/python -m pytest -q test/core/test_flake8.py test/core/test_pep257.py

@@ -3,8 +3,8 @@ Test set-up: DDS stays on this machine on a domain of its own; JAX runs in float
 
 The suite has three layers: ``core`` (pure functions, no ROS), ``node`` (the ROS shell in
 this process) and ``integration`` (real processes over DDS).  ``make test`` runs the first
-two on two pytest-xdist workers, each on a DDS domain of its own, and then the integration
-tests one at a time (they measure the node's timing and need the machine's cores).
+two on two pytest-xdist workers, each on DDS domains of its own, and then the integration
+tests on two workers, a module to each.
 """
 
 import os
@@ -12,10 +12,14 @@ import os
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_LOCALHOST_ONLY'] = '1'
 os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
+DOMAINS_PER_WORKER = 5
 _WORKER = os.environ.get('PYTEST_XDIST_WORKER', '')
-if _WORKER.startswith('gw'):         # another domain per xdist worker
-    os.environ['ROS_DOMAIN_ID'] = str(100 + (int(os.environ['ROS_DOMAIN_ID']) - 100 + 1 +
-                                             int(_WORKER[2:])) % 100)
+if _WORKER.startswith('gw'):
+    # domains of their own per xdist worker: a test may use its base and the next few
+    # (test_torque_path) and the one 50 on (ros2_tools.other_domain)
+    os.environ['ROS_DOMAIN_ID'] = str(100 + (int(os.environ['ROS_DOMAIN_ID']) - 100 +
+                                             DOMAINS_PER_WORKER * (1 + int(_WORKER[2:]))) %
+                                      100)
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 from diffmsm_ros.jax_setup import configure  # noqa: E402

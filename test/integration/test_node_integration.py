@@ -240,18 +240,33 @@ def test_torque_for_every_encoder_sample(live, sessions, storage, elbow):
     assert np.all(np.isfinite(efforts))
 
 
+CONVERGE_REPLAYS = 4     # replays of the session (at twice real time) the model may take
+
+
 def test_model_converges_and_reaches_late_subscriber(live, sessions, elbow):
+    """
+    Replayed to the node, the session halves the muscle parameters' error (template 10 %).
+
+    The test replays the session itself (whatever the other tests did before it) until an
+    accepted update published a model with half the template's error, up to
+    ``CONVERGE_REPLAYS`` times: two sufficed on a free machine, a loaded one gives the
+    identifier less time per replay.  The model comes to a late subscriber.
+    """
     truth = sessions['truth']
-    accepted = wait_until(lambda: int(diag_value(live['listener'], 'diffmsm: identifier',
-                                                 'accepted') or 0) > 0, 30.0)
-    assert accepted, 'no update accepted after two replays'
-    # the model follows the identifier's result on its own topic
-    assert wait_until(lambda: len(live['listener'].models) >= 2, 30.0)
-    model = late_model(live['node'])
-    assert model.identification.get('accepted_updates', 0) >= 1
     before = muscle_error(elbow, truth, elbow)
-    after = muscle_error(model, truth, elbow)
-    assert after < 0.5 * before, (before, after)
+    errors = []
+    for _ in range(CONVERGE_REPLAYS):
+        replay(live['node'], sessions['mcap'][0])
+        # the identifier has taken in the replay once it is idle (updates run on data time)
+        assert wait_until(lambda: diag_value(live['listener'], 'diffmsm: identifier', 'busy')
+                          == 'False', 120.0)
+        model = late_model(live['node'])
+        errors.append(muscle_error(model, truth, elbow))
+        if model.identification.get('accepted_updates', 0) >= 1 and errors[-1] < 0.5 * before:
+            break
+    assert errors[-1] < 0.5 * before, (before, errors)
+    # the listener subscribed from the start got the template and the updates on the topic
+    assert wait_until(lambda: len(live['listener'].models) >= 2, 30.0)
 
 
 def test_save_reset_enable(live, sessions, elbow, tmp_path):
