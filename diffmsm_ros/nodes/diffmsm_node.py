@@ -86,9 +86,8 @@ class DiffMsmNode(Node):
         self.latency = collections.deque(maxlen=LATENCIES)
         self.last_result = None
         self.stream_problem = ''       # input-rate errors that explain rejected updates
-        self.emg_reader = (self._read_emg_joint_state
-                           if values['emg.msg_type'] == 'joint_state' else self._read_emg_array)
-        emg_type = JointState if values['emg.msg_type'] == 'joint_state' else Float64MultiArray
+        self.emg_stamped = values['emg.msg_type'] == 'joint_state'
+        emg_type = JointState if self.emg_stamped else Float64MultiArray
         self.sensor_loop, self._hidden = sensor_loop.serve(
             self, [(JointState, 'joint_states'), (emg_type, 'emg')], qos.SENSOR,
             self._on_take, lambda err: self.log.error(f'sensor loop stopped: {err!r}'))
@@ -143,10 +142,7 @@ class DiffMsmNode(Node):
         now = self.get_clock().now().nanoseconds
         with self.lock:
             for kind, msg, info in taken:
-                if kind == ENCODERS:
-                    self._admit_encoder(msg, info, now)
-                else:
-                    self.emg_reader(msg, info, now)
+                self._read(kind, msg, info, now)
             answers = self.timeline.answer()
         for out in answers:
             if type(out) is Torque:
@@ -155,29 +151,20 @@ class DiffMsmNode(Node):
                                          out.force)
                 self.latency.append(time.perf_counter() - started)
 
-    def _read_emg_array(self, msg, info, now):
+    def _read(self, kind, msg, info, now):
+        """Hand one sensor message to the time line; an unreadable one is counted there."""
         try:
-            samples = convert.emg_chunk(msg, self.intake.channels)
+            if kind == ENCODERS:
+                stamp, q, qd, tau = self.read_joints(msg)
+                self.timeline.admit(stamp, q, qd, tau, now, convert.publish_wall(info),
+                                    time.time_ns())
+            elif self.emg_stamped:
+                self.timeline.on_emg_stamped(*convert.emg_joint_state(msg, self.channel_names))
+            else:
+                self.timeline.on_emg(convert.emg_chunk(msg, self.intake.channels), now,
+                                     convert.publish_wall(info))
         except convert.InputError as err:
-            self.timeline.bad_input('emg', err)
-            return
-        self.timeline.on_emg(samples, now, convert.publish_wall(info))
-
-    def _read_emg_joint_state(self, msg, info, now):
-        try:
-            stamp, samples = convert.emg_joint_state(msg, self.channel_names)
-        except convert.InputError as err:
-            self.timeline.bad_input('emg', err)
-            return
-        self.timeline.on_emg_stamped(stamp, samples)
-
-    def _admit_encoder(self, msg, info, now):
-        try:
-            stamp, q, qd, tau = self.read_joints(msg)
-        except convert.InputError as err:
-            self.timeline.bad_input('joint_states', err)
-            return
-        self.timeline.admit(stamp, q, qd, tau, now, convert.publish_wall(info), time.time_ns())
+            self.timeline.bad_input('joint_states' if kind == ENCODERS else 'emg', err)
 
     # ------------------------------------------------------------------ identifier
     def _on_result(self, result):
