@@ -444,8 +444,8 @@ def to_doc(sf):
     return doc
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
+class _Dumper(getattr(yaml, 'CSafeDumper', yaml.SafeDumper)):
+    """The safe dumper, with libyaml's emitter where PyYAML has it (the same text, 3-6x faster)."""
 
 
 def _represent_list(dumper, data):

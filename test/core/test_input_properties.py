@@ -107,14 +107,14 @@ def test_model_loader_refuses_garbage_clearly(doc):
                        st.integers(-10, 10)))
 def test_model_loader_on_corrupted_template(elbow, path, value):
     import yaml
-    doc = yaml.safe_load(modelfile.dumps(elbow))
+    doc = yaml.load(modelfile.dumps(elbow), Loader=yaml.CSafeLoader)
     node = doc
     keys = path.split('.')
     for key in keys[:-1]:
         node = node[key]
     node[keys[-1]] = value
     try:
-        sf = modelfile.loads(yaml.safe_dump(doc))
+        sf = modelfile.loads(yaml.dump(doc, Dumper=yaml.CSafeDumper))
     except modelfile.ModelFileError as err:
         assert str(err)
         return
