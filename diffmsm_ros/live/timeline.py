@@ -51,6 +51,7 @@ RATE_SPAN = 2.0             # s of stamps over which input rates are measured
 RATE_MIN_SPAN = 1.0         # s of stamps before a rate is judged
 RATE_ENTRIES = 5000         # messages kept per input for the rate (bounds memory)
 GAP = 1.5                   # encoder periods between stamps that mean samples went missing
+BURST = 0.5                 # encoder periods between stamps that mean a burst (a catch-up)
 PERIODS = 64                # encoder periods whose median gives the encoder period
 NOISE_PERIOD = 1.0          # s of EMG between raw-EMG noise readings sent to the identifier
 AGES = 2000                 # recent EMG ages (at encoder samples) kept for the status
@@ -146,6 +147,7 @@ class InputTimeline:
         self.walls = collections.deque(maxlen=ENCODER_WALLS)
         self.periods = []
         self.period = None            # s, the encoders' sample period
+        self.owed = 0                 # samples counted missing that a burst may still bring
         self.rates = {'encoders': RateMeter(), 'emg': RateMeter()}
         self.counts = collections.Counter()
         self.bad = {}                 # input kind -> (last reason, monotonic s)
@@ -369,12 +371,30 @@ class InputTimeline:
         return Withheld(reason)
 
     def _count_gap(self, dt):
-        """Count encoder samples missing between two stamps dt (s) apart."""
+        """
+        Count encoder samples missing between two stamps dt (s) apart.
+
+        Stamps may come in bursts: a source that stalled and then sends the samples it held
+        back stamped as it sends them (close together after a long step).  So a long step
+        counts its missing samples provisionally, and each sample of the burst right after
+        it (closer than ``BURST`` periods to the one before) repays one of them: a stall
+        and its catch-up count nothing, samples that never come stay counted (the first
+        ordinary step ends the repaying).  The period is the median of the steps that are
+        not burst steps.
+        """
         period = self.period
         if period is not None and dt > GAP * period:
-            self.counts['encoder_gaps'] += int(round(dt / period)) - 1
+            missing = int(round(dt / period)) - 1
+            self.counts['encoder_gaps'] += missing
+            self.owed += missing
             self.lost_at = time.monotonic()
             return
+        if period is not None and dt < BURST * period:
+            if self.owed:
+                self.owed -= 1
+                self.counts['encoder_gaps'] -= 1
+            return
+        self.owed = 0
         periods = self.periods
         periods.append(dt)
         # the median of the periods since the last reading, renewed every PERIODS samples
@@ -405,6 +425,7 @@ class InputTimeline:
         self.walls.clear()
         self.periods.clear()
         self.period = None
+        self.owed = 0
         self.torque.reset()
         self.velocity.reset()
         self.last_encoder = None

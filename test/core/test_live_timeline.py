@@ -274,6 +274,39 @@ def test_every_encoder_sample_is_answered_or_counted(paths, model):
     assert sum(isinstance(r, Torque) for _, r in out) == c['torque_published']
 
 
+def test_a_stalled_source_catching_up_in_a_burst_is_not_counted_as_gaps(paths, model):
+    """
+    Stamped as sent, a stall then a burst: no gap; samples that never came: counted.
+
+    1 kHz for 0.5 s; the source stalls 30 ms and sends the 30 samples it held back 10 us
+    apart; later 10 samples never come.
+    """
+    timeline, _ = make_timeline(model, paths['plain'])
+    t_ns = T0
+
+    def send(t_ns):
+        timeline.on_encoder(t_ns, np.array([1.0]), np.array([0.0]), np.zeros(1))
+
+    for _ in range(500):
+        t_ns += 1_000_000
+        send(t_ns)
+    t_ns += 30_000_000                       # the stall
+    send(t_ns)
+    for _ in range(29):                      # its catch-up
+        t_ns += 10_000
+        send(t_ns)
+    for _ in range(200):
+        t_ns += 1_000_000
+        send(t_ns)
+    assert timeline.counts['encoder_gaps'] == 0
+    t_ns += 11_000_000                       # 10 samples lost
+    for _ in range(200):
+        send(t_ns)
+        t_ns += 1_000_000
+    assert timeline.counts['encoder_gaps'] == 10
+    assert timeline.counts['encoders'] == 930
+
+
 def test_stamps_time_jumps_and_bad_input(paths, model):
     timeline, _ = make_timeline(model, paths['plain'])
     feed(timeline, model, 0.5)
