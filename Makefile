@@ -41,10 +41,13 @@ demo: venv
 
 # the core and node layers on two workers (each test there stands alone), then the
 # integration tests on two workers, a module to each (their processes mostly wait on
-# real-time replays; each worker has DDS domains of its own)
+# real-time replays; each worker has DDS domains of its own), the two longest modules
+# first so that the others fill in beside them
+LONGEST := test/integration/test_node_integration.py test/integration/test_torque_path.py
+INTEGRATION := $(LONGEST) $(filter-out $(LONGEST),$(sort $(wildcard test/integration/test_*.py)))
 test: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=8 test/core test/node
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=8 test/integration
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=8 $(INTEGRATION)
 
 lint: venv
 	$(BIN)/python -m pytest -q test/core/test_flake8.py test/core/test_pep257.py

@@ -26,7 +26,7 @@ class Listener:
     own (``SensorLoop``) where rclpy offers one, so a Python client keeps up with them.
     """
 
-    def __init__(self, node, ns='/diffmsm'):
+    def __init__(self, node, ns='/diffmsm', torques=True):
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy)
         from sensor_msgs.msg import JointState
@@ -43,6 +43,8 @@ class Listener:
         node.create_subscription(String, f'{ns}/subject_model', self._model, latched)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 10)
         self.loop = None
+        if not torques:             # the caller takes the torques itself
+            return
         if sensor_loop.available():
             import rclpy
             self.torque_node = rclpy.create_node(node.get_name() + '_torques',
