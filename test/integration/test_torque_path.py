@@ -185,7 +185,8 @@ def start_envelope(session, identifying):
                           {'model.save_on_update': False, 'identification.period': 1.0,
                            'identification.window': 5.0,
                            'identification.enabled': identifying})
-    return Client(root, 'envelope', params, own_domain(1))
+    # a log of its own per node (the name of the test's node and log file)
+    return Client(root, 'identifying' if identifying else 'envelope', params, own_domain(1))
 
 
 @pytest.fixture()
