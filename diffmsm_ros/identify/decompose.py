@@ -16,6 +16,7 @@ fit left on the wrong side of its force-length curve.
 import dataclasses
 import functools
 
+from diffmsm_ros import traced
 from diffmsm_ros.identify import excitation
 from diffmsm_ros.identify.window import savgol_derivative
 from diffmsm_ros.model import dynamics, muscles
@@ -56,7 +57,7 @@ def _jitted(problem, key, build):
     argument, so problems of one structure share the compiled code (frame.py).
     """
     if key not in _COMPILED:
-        _COMPILED[key] = jax.jit(build())
+        _COMPILED[key] = traced.jit(build(), name=f'decompose.{key!r}')
     return functools.partial(_COMPILED[key], problem.frame)
 
 

@@ -10,6 +10,7 @@ compiles nothing in the same process, and hits the persistent compilation cache 
 
 import dataclasses
 
+from diffmsm_ros import traced
 from diffmsm_ros.identify import envelope_information, params, residuals, solvers, uncertainty
 from diffmsm_ros.model.subject import SubjectModel
 import jax
@@ -89,19 +90,24 @@ def make(template, space, shooting, prior_std):
                                 float(prior_std)))
 
 
-# compiled once per process and frame structure (each takes the frame first)
-normal = jax.jit(Frame.data_normal_equations)
-half_cost = jax.jit(Frame.data_half_cost)
-equation_normal = jax.jit(
-    lambda frame, z, win, qdd: solvers.normal_equations(frame.equation_residual, z, win, qdd))
-equation_half_cost = jax.jit(Frame.equation_half_cost)
-adam = jax.jit(lambda frame, state, lower, upper, win, z_prior, learning_rate:
-               solvers.adam_update(frame.residual, state, lower, upper, win, z_prior,
-                                   learning_rate=learning_rate))
-theta_of = jax.jit(lambda space, z: space.from_z(z))
-model_of = jax.jit(Frame.model_at)
-theta_jacobian = jax.jit(lambda space, z: jax.jacfwd(space.from_z)(z))
-scale_direction = jax.jit(uncertainty.scale_direction)
-inertials = jax.jit(Frame.inertials)
-envelope_info = jax.jit(lambda frame, z, win, qdd, density: envelope_information.information(
-    frame.model_at, z, win, qdd, density, stride=EQUATION_STRIDE))
+# compiled once per process and frame structure (each takes the frame first), traced once
+# per machine (traced.py)
+normal = traced.jit(Frame.data_normal_equations, name='frame.normal')
+half_cost = traced.jit(Frame.data_half_cost, name='frame.half_cost')
+equation_normal = traced.jit(
+    lambda frame, z, win, qdd: solvers.normal_equations(frame.equation_residual, z, win, qdd),
+    name='frame.equation_normal')
+equation_half_cost = traced.jit(Frame.equation_half_cost, name='frame.equation_half_cost')
+adam = traced.jit(lambda frame, state, lower, upper, win, z_prior, learning_rate:
+                  solvers.adam_update(frame.residual, state, lower, upper, win, z_prior,
+                                      learning_rate=learning_rate), name='frame.adam')
+theta_of = traced.jit(lambda space, z: space.from_z(z), name='frame.theta_of')
+model_of = traced.jit(Frame.model_at, name='frame.model_of')
+theta_jacobian = traced.jit(lambda space, z: jax.jacfwd(space.from_z)(z),
+                            name='frame.theta_jacobian')
+scale_direction = traced.jit(uncertainty.scale_direction, name='frame.scale_direction')
+inertials = traced.jit(Frame.inertials, name='frame.inertials')
+envelope_info = traced.jit(
+    lambda frame, z, win, qdd, density: envelope_information.information(
+        frame.model_at, z, win, qdd, density, stride=EQUATION_STRIDE),
+    name='frame.envelope_info', static=EQUATION_STRIDE)

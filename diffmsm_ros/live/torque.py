@@ -24,6 +24,7 @@ import functools
 import math
 import typing
 
+from diffmsm_ros import traced
 from diffmsm_ros.model import dynamics, excitation, schema
 import jax
 from jax.flatten_util import ravel_pytree
@@ -120,7 +121,12 @@ class TorquePath:
         # one sample (the usual case) and a batch (a backlog): two compiled calls
         self._layouts = {size: Layout(self.nm, self.nq, self.history, size)
                          for size in (1, BATCH)}
-        self._calls = {size: jax.jit(functools.partial(_advance, unravel, layout, self.h))
+        # traced once per machine: what the closure holds decides the program
+        shapes = tuple((np.shape(x), str(np.result_type(x)))
+                       for x in jax.tree_util.tree_leaves(model))
+        self._calls = {size: traced.jit(functools.partial(_advance, unravel, layout, self.h),
+                                        name='torque.advance',
+                                        static=(tuple(layout), self.h, self._treedef, shapes))
                        for size, layout in self._layouts.items()}
         self.rows = np.zeros((RING, self.nm))
         self.set_model(model)
