@@ -100,35 +100,15 @@ def echo():
 
 
 class Receiver:
-    """
-    End-to-end latencies (ms) of the torques of one topic.
-
-    Taken on a sensor loop of its own where rclpy offers one (as the node takes its
-    inputs): through the executor, this process's own handling (about 0.4 ms of CPU per
-    message, twice when the demo's Listener also took the torques) fell behind at 1 kHz
-    beside the node and counted its own backlog as the node's latency (p50 283 ms).
-    """
+    """End-to-end latencies (ms) of the torques of one topic (``client.JointStateTaker``)."""
 
     def __init__(self, node, topic):
-        import rclpy
-        from sensor_msgs.msg import JointState
-        from diffmsm_ros.nodes import sensor_loop
+        from diffmsm_ros.nodes.client import JointStateTaker
         self.latencies = []
-        self.loop = None
-        if not sensor_loop.available():
-            node.create_subscription(JointState, topic, self._on, 1000)
-            return
-        self.node = rclpy.create_node(node.get_name() + topic.replace('/', '_'),
-                                      context=node.context)
-        sub = self.node.create_subscription(JointState, topic, self._on, 1000,
-                                            event_callbacks=sensor_loop.no_event_callbacks())
-        self.loop = sensor_loop.SensorLoop(node.context, [(sub, self._on)])
-        self.loop.start()
+        self.taker = JointStateTaker(node, topic, self._on, topic.replace('/', '_'))
 
     def close(self):
-        if self.loop is not None:
-            self.loop.stop()
-            self.node.destroy_node()
+        self.taker.close()
 
     def _on(self, msg, info=None):
         now = time.time_ns()

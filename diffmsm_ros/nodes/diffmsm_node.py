@@ -88,6 +88,7 @@ class DiffMsmNode(Node):
         self.stream_problem = ''       # input-rate errors that explain rejected updates
         self.emg_stamped = values['emg.msg_type'] == 'joint_state'
         emg_type = JointState if self.emg_stamped else Float64MultiArray
+        # encoders first, then EMG: _on_take tells them apart by this order (ENCODERS, EMG)
         self.sensor_loop, self._hidden = sensor_loop.serve(
             self, [(JointState, 'joint_states'), (emg_type, 'emg')], qos.SENSOR,
             self._on_take, lambda err: self.log.error(f'sensor loop stopped: {err!r}'))

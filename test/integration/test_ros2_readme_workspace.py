@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 READY_TIMEOUT = 300.0       # s for the node to compile and publish its model
 CLI_TIMEOUT = 90.0          # s for one ros2 command
 NO_DAEMON = ' --no-daemon --timeout 30'   # ros2 param: no daemon, wait for the node
-HZ_SECONDS = 2.5            # s of the session replayed for ros2 topic hz ...
-HZ_REPLAY_RATE = 0.25       # ... at a quarter of real time (see the test)
+HZ_SECONDS = 3.0            # s of the session replayed for ros2 topic hz ...
+HZ_REPLAY_RATE = 0.1        # ... at a tenth of real time (see hz_over_a_replay)
 
 
 @pytest.fixture(scope='module')
@@ -99,10 +99,15 @@ def hz_over_a_replay(node, folder):
 
     ros2 topic hz takes messages in Python through a 5-deep best-effort queue: on this
     2-core machine it loses some at 500 messages/s beside the node and the replay (it read
-    about 410 Hz at real time, 487 Hz at half speed), so a short cut of the session is
-    replayed at a quarter of real time.  With ``-s`` the command waits for ``/clock`` before
-    it subscribes (ros2cli 0.36 spins its discovery on the node's clock), and its first
-    message's time is off by tens of ms, which ``-w 500`` (the last 500 messages) leaves out.
+    about 410 Hz at real time, 487 Hz at half speed).  A node that falls behind answers
+    its backlog in one burst of up to 16 torques, more than that queue holds, and under
+    load it does: at a quarter of real time hz read a median 357 Hz in a clean-clone run
+    that shared the machine with another engineer's CPU-heavy jobs.  So a short cut of the
+    session is replayed at a tenth of real time (50 messages/s, a stall of 100 ms fits the
+    queue).  With ``-s`` the command waits for ``/clock`` before it subscribes (ros2cli 0.36
+    spins its discovery on the node's clock), and its first message's time is off by tens
+    of ms, which ``-w 500`` (the last 500 messages) leaves out: the readings of the first
+    bag second (10 of about 30) carry it, the median does not.
     Returns hz's output, the replay's (exit code, output), the encoder times of the cut
     after its first EMG and the torque stamps the module's listener received meanwhile.
     """
