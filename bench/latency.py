@@ -2,9 +2,9 @@
 Torque-path latency of the live node over localhost DDS, beside the machine's floor.
 
 A separate process publishes encoders at 1 kHz and EMG chunks at 100 Hz (10 samples of a
-1 kHz envelope) from a simulated session, stamped with the wall clock.  First a trivial
-echo node (a subscriber that republishes each encoder message at once, in its own
-process) answers them: that is the floor of this machine, DDS and rclpy.  Then the node
+1 kHz envelope) from a simulated session, stamped with their sampling times on the wall
+clock.  First a trivial echo node (a subscriber that republishes each encoder message at
+once, in its own process) answers them: that is the floor of this machine, DDS and rclpy.  Then the node
 runs as ``diffmsm run`` with the identifier updating every second, and answers the same
 stream.  Printed: the end-to-end latency (encoder stamp -> message received here) of both,
 the node's in-node compute time (its /diagnostics), drops, counted losses and CPU use.
@@ -61,6 +61,12 @@ def publisher(duration):
     names = list(elbow.model.joint_names)
     period = 1.0 / ENCODER_RATE
     start = time.monotonic()
+    # each sample is stamped with its sampling time (a regular 1 kHz grid on the wall clock),
+    # as an encoder driver does, not with the moment it is sent: a publisher that falls
+    # behind then sends late samples with their own stamps (counted in the latency), instead
+    # of a gap in the stamps and a burst that the node's gap counter took for lost samples
+    # (1 328-1 697 "gaps" in 20 000 samples of which none was lost)
+    wall_start = time.time_ns()
     count = 0
     total = int(duration * ENCODER_RATE)
     while count < total:
@@ -74,7 +80,8 @@ def publisher(duration):
         if count % CHUNK == CHUNK - 1:
             rows = [(k - j) % len(u) for j in range(CHUNK - 1, -1, -1)]
             pub_e.publish(convert.emg_message(u[rows]))
-        pub_j.publish(convert.joint_message(time.time_ns(), names, q[k], qd[k], tau[k]))
+        stamp = wall_start + round(count * period * 1e9)
+        pub_j.publish(convert.joint_message(stamp, names, q[k], qd[k], tau[k]))
         count += 1
     print(f'published {count} encoder samples, {count // CHUNK} EMG chunks', flush=True)
     node.destroy_node()
