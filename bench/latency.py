@@ -4,10 +4,11 @@ Torque-path latency of the live node over localhost DDS, beside the machine's fl
 A separate process publishes encoders at 1 kHz and EMG chunks at 100 Hz (10 samples of a
 1 kHz envelope) from a simulated session, stamped with their sampling times on the wall
 clock.  First a trivial echo node (a subscriber that republishes each encoder message at
-once, in its own process) answers them: that is the floor of this machine, DDS and rclpy.  Then the node
-runs as ``diffmsm run`` with the identifier updating every second, and answers the same
-stream.  Printed: the end-to-end latency (encoder stamp -> message received here) of both,
-the node's in-node compute time (its /diagnostics), drops, counted losses and CPU use.
+once, in its own process) answers them: that is the floor of this machine, DDS and rclpy.
+Then the node runs as ``diffmsm run`` with the identifier updating every second, and
+answers the same stream.  Printed: the end-to-end latency (encoder stamp -> message
+received here) of both, the node's in-node compute time (its /diagnostics), drops, counted
+losses and CPU use.
 
 Goal (issue 19): in-node p99 <= 0.5 ms, end-to-end p99 <= 2 ms or within 2x of the echo
 node's, no drops.  Exits 1 when a goal is missed.
