@@ -111,7 +111,7 @@ def ros(setup):
 
 def wait_ready(ros):
     """
-    Wait until the node published its first model (it compiles for 10-40 s first).
+    Wait until the node published its first model (it compiles first, see the README).
 
     Called in the tests, not in a fixture: launch_pytest runs the launch's event loop (which
     starts and serves the node's process) only while a test runs.
