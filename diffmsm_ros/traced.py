@@ -68,6 +68,21 @@ def _spec(leaf):
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type)
 
 
+_SCALARS = (bool, int, float, complex)
+
+
+def _signature(leaf):
+    """
+    Return what of a leaf decides its traced program, cheaply (every call needs it).
+
+    A Python scalar's type gives its (weakly typed) aval; an array's shape, dtype and weak
+    type give its own.  Building ``_spec`` on every call cost about 15 us per leaf.
+    """
+    if type(leaf) in _SCALARS:
+        return type(leaf)
+    return leaf.shape, leaf.dtype, getattr(leaf, 'weak_type', False)
+
+
 class Traced:
     """A jitted function with its traced programs kept on disk (see the module text)."""
 
@@ -82,12 +97,12 @@ class Traced:
 
     def __call__(self, *args, **kwargs):
         leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
-        specs = tuple(_spec(leaf) for leaf in leaves)
-        key = (tree, specs)
+        key = (tree, tuple(map(_signature, leaves)))
         entry = self._calls.get(key)
         if entry is None:
             with self._lock:
-                entry = self._calls.get(key) or self._load_or_export(tree, specs)
+                entry = self._calls.get(key) or self._load_or_export(
+                    tree, tuple(map(_spec, leaves)))
                 self._calls[key] = entry
         call, out_tree = entry
         if call is None:
