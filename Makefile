@@ -23,10 +23,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv demo test lint bench clean
 
-$(STAMP): requirements.txt requirements-pip.txt requirements-test.txt setup.py setup.cfg package.xml
+$(STAMP): requirements.txt requirements-pip.txt requirements-test.txt requirements-cluster.txt \
+		setup.py setup.cfg package.xml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt \
+		-r requirements-cluster.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
