@@ -30,9 +30,9 @@ from diffmsm_ros.cli import cohort_table
 from diffmsm_ros.cli.commands import identify_session, UserError
 
 RAY_REQUIREMENT = 'ray==2.60.0'
-INSTALL_HINT = (f"identify-batch runs on Ray, which is not installed: pip install "
+INSTALL_HINT = ('identify-batch runs on Ray, which is not installed: pip install '
                 f"'diffmsm_ros[cluster]' (or: pip install {RAY_REQUIREMENT}, as in "
-                "requirements-cluster.txt)")
+                'requirements-cluster.txt)')
 # one XLA thread per task: Eigen's thread pool off and one intra-op thread
 WORKER_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
 MODEL, ROW, ATTEMPTS, REPORT, ERROR = ('model.yaml', 'session.json', 'attempts.log', 'report',

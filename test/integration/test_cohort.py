@@ -31,7 +31,7 @@ DURATION = 8.0            # s per session: two online updates and a final fit
 SESSIONS = {'P01_w1': 0, 'P01_w2': 1, 'P02_w1': 2, 'P02_w2': 3}   # name: simulator seed
 CORRUPT = 'P03_w1'
 TIMEOUT = 600.0
-REFERENCE = '''
+REFERENCE = """
 import os, sys
 from diffmsm_ros.cli import cohort_table
 from diffmsm_ros.cli.commands import identify_session
@@ -39,7 +39,7 @@ params, out = sys.argv[1], sys.argv[2]
 for bag in sys.argv[3:]:
     identify_session(bag, os.path.join(out, cohort_table.session_name(bag) + '.yaml'),
                      None, params)
-'''
+"""
 
 
 def diffmsm(*args, env=None):
