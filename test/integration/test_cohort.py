@@ -177,9 +177,8 @@ def test_identify_batch_on_two_workers(sessions, tmp_path):
     assert [r['status'] for r in table.values()] == ['skipped: complete'] * len(SESSIONS)
     assert {n: os.stat(out / n / cohort.MODEL).st_mtime_ns for n in SESSIONS} == stamps
     assert all(float(table[n]['duration_s']) > 0 for n in SESSIONS)
-    print(f'batch with a killed worker {batch_seconds:.1f} s (reference beside it), '
-          f're-run {rerun_seconds:.1f} s, largest relative difference to the reference '
-          f'{max(differences):.3g}')
+    # the re-run only reads the model files (9.4 s measured, most of it the interpreter)
+    assert rerun_seconds < batch_seconds, (rerun_seconds, batch_seconds)
 
 
 def test_identify_batch_without_ray_says_how_to_get_it(tmp_path):
