@@ -23,10 +23,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv demo test lint bench clean
 
-$(STAMP): requirements.txt requirements-pip.txt requirements-test.txt setup.py setup.cfg package.xml
+$(STAMP): requirements.txt requirements-pip.txt requirements-test.txt requirements-cluster.txt \
+		setup.py setup.cfg package.xml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt \
+		-r requirements-cluster.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
@@ -55,7 +57,7 @@ lint: venv
 # every benchmark the README lists; each exits non-zero when its stated goal fails, and the
 # target stops at the first failure (`make -k bench` runs the rest and reports them all)
 BENCHES := identify online_thirty raw_emg protocol protocol_arm latency torque_values \
-	session soak launch_replay
+	session soak launch_replay cohort
 bench: $(addprefix bench-,$(BENCHES))
 bench-protocol_arm: venv
 	$(BIN)/python bench/protocol.py --template arm --spreads 0.1

@@ -16,6 +16,14 @@ def _requirements(path):
     return [line.split('==')[0] for line in lines if line and not line.startswith('-')]
 
 
+def _pinned(path):
+    """Read the requirements of a file with their pins (an extra installs exactly these)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, path), encoding='utf-8') as fh:
+        lines = [line.split('#')[0].strip() for line in fh]
+    return [line for line in lines if line and not line.startswith('-')]
+
+
 setup(
     name=PACKAGE,
     version='0.1.0',
@@ -29,7 +37,9 @@ setup(
     ],
     install_requires=['setuptools'] + _requirements('requirements-pip.txt'),
     # 'test' names pytest so that colcon test runs the tests with it
-    extras_require={'mujoco': ['mujoco-core', 'myo-sim'], 'test': ['pytest']},
+    # 'cluster': diffmsm identify-batch on Ray (pinned: requirements-cluster.txt)
+    extras_require={'mujoco': ['mujoco-core', 'myo-sim'], 'test': ['pytest'],
+                    'cluster': _pinned('requirements-cluster.txt')},
     zip_safe=False,
     maintainer='diffmsm_ros maintainers',
     maintainer_email='maintainers@users.noreply.b-seed-f2b36ae8.example',

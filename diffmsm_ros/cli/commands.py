@@ -1,5 +1,6 @@
 """Implementations of the ``diffmsm`` subcommands."""
 
+import dataclasses
 import os
 import time
 
@@ -111,48 +112,105 @@ def emg_channels(values, model):
     return config.channel_names(model.muscle_names)
 
 
-def identify(args):
+@dataclasses.dataclass
+class Identified:
+    """What one offline identification of a session produced (``identify_session``)."""
+
+    template: object          # SubjectFile the identification started from
+    subject: object           # SubjectFile of the identified model
+    history: object           # offline.History of the online updates
+    info: dict                # the final fit (window, grid, problem, analysis, ...)
+    duration: float           # s of encoder data in the session
+    elapsed: float            # s of wall time the identification took
+    accepted: int             # online updates accepted
+    path: str = ''            # where the model was written
+    report: list = dataclasses.field(default_factory=list)   # report files written
+
+
+def identify_session(bag, out, template=None, params_file=None, report=None, truth=None,
+                     period=None, progress=None):
+    """
+    Identify one recorded session: the pipeline of ``diffmsm identify``; returns Identified.
+
+    The settings come from ``params_file`` (else the node's defaults, with the EMG rate read
+    from the bag), the template from ``template`` (else ``model.template``).  The report
+    (if ``report`` names a folder; ``truth`` is a SubjectFile to compare against) is
+    written before the model and the model atomically, last: a model file that exists and
+    loads marks a finished session.  ``progress(span, done, note)`` hears the session's
+    span (s) once with ``done`` None, then the seconds done after each online update.
+    Raises UserError (bag missing or unreadable) and RecordingError (EMG that does not fit
+    the settings).
+    """
     enable_x64()
     from diffmsm_ros.files import bags, modelfile
     from diffmsm_ros.identify import offline, params
-    values = load_settings(args.params_file)
-    template = load_template(args.template or values['model.template'])
+    values = load_settings(params_file)
+    template = load_template(template or values['model.template'])
     model = template.model
-    if not os.path.isdir(args.bag) and not os.path.isfile(args.bag):
-        raise UserError(f'no bag at {args.bag}')
-    rate = values['emg.sample_rate']
-    if not args.params_file:
-        inferred = bags.infer_emg_rate(args.bag)
-        if inferred:
-            rate = values['emg.sample_rate'] = round(inferred, 3)
+    if not os.path.isdir(bag) and not os.path.isfile(bag):
+        raise UserError(f'no bag at {bag}')
     try:
-        recording = bags.load_recording(args.bag, joint_names(values, model), rate,
-                                        emg_channels(values, model))
+        if not params_file:
+            inferred = bags.infer_emg_rate(bag)
+            if inferred:
+                values['emg.sample_rate'] = round(inferred, 3)
+        recording = bags.load_recording(bag, joint_names(values, model),
+                                        values['emg.sample_rate'], emg_channels(values, model))
+    except UserError:
+        raise
     except Exception as err:  # noqa: B902 - rosbags raises many kinds; report them plainly
-        raise UserError(f'cannot read {args.bag}: {err}') from None
+        raise UserError(f'cannot read {bag}: {err}') from None
     started = time.monotonic()
     span = (max(recording.joint_t[-1], recording.emg_t[-1])
             - min(recording.joint_t[0], recording.emg_t[0]))
-    with tqdm(total=round(span, 1), unit='s', desc='session', disable=args.quiet,
-              bar_format='{desc} {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s '
-              '[{elapsed}<{remaining}]{postfix}') as bar:
-        sf, history, info = offline.identify_recording(
-            template, recording, settings.identify_config(values),
-            settings.emg_config(values, model.muscle_names), period=args.period,
-            progress=lambda done, note: (bar.update(round(done, 1) - bar.n),
-                                         bar.set_postfix_str(note, refresh=False)))
-    elapsed = time.monotonic() - started
-    path = modelfile.save_atomic(sf, args.out)
-    duration = recording.joint_t[-1] - recording.joint_t[0]
+    if progress is not None:
+        progress(span, None, '')
+    sf, history, info = offline.identify_recording(
+        template, recording, settings.identify_config(values),
+        settings.emg_config(values, model.muscle_names), period=period,
+        progress=None if progress is None else lambda done, note: progress(span, done, note))
+    done = Identified(template, sf, history, info, recording.joint_t[-1] - recording.joint_t[0],
+                      time.monotonic() - started, int(np.sum(history.accepted)))
+    if report:
+        from diffmsm_ros.identify import report as reports
+        space = info['problem'].space
+        notes = [f'session {done.duration:.1f} s, identified in {done.elapsed:.1f} s',
+                 f'{done.accepted} of {len(history.accepted)} online updates accepted',
+                 f'update compute time median {np.median(history.seconds) * 1e3:.0f} ms, '
+                 f'max {np.max(history.seconds) * 1e3:.0f} ms']
+        notes += [f'warning: {w}' for w in sf.identification.get('warnings', [])]
+        done.report = reports.write_report(
+            report, model, sf.model, info['window'], info['grid'], history, space,
+            info['analysis'].std, notes,
+            None if truth is None else params.values(truth.model, space))
+    done.path = modelfile.save_atomic(sf, out)
+    return done
+
+
+def identify(args):
+    from diffmsm_ros.files import modelfile
+    from diffmsm_ros.identify import params
+    truth = modelfile.load(args.truth) if args.truth else None
+    bar = tqdm(total=0, unit='s', desc='session', disable=args.quiet,
+               bar_format='{desc} {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s '
+               '[{elapsed}<{remaining}]{postfix}')
+
+    def progress(span, done, note):
+        if done is None:
+            bar.reset(total=round(span, 1))
+        else:
+            bar.update(round(done, 1) - bar.n)
+            bar.set_postfix_str(note, refresh=False)
+
+    with bar:
+        found = identify_session(args.bag, args.out, args.template, args.params_file,
+                                 args.report, truth, args.period, progress)
+    sf, history, info = found.subject, found.history, found.info
     space = info['problem'].space
-    accepted = int(np.sum(history.accepted))
-    print(f'identified {duration:.1f} s of session in {elapsed:.1f} s '
-          f'({duration / max(elapsed, 1e-9):.1f}x real time); {accepted} of '
-          f'{len(history.accepted)} online updates accepted; wrote {path}')
-    truth = None
-    if args.truth:
-        truth = modelfile.load(args.truth)
-    template_theta = params.values(model, space)
+    print(f'identified {found.duration:.1f} s of session in {found.elapsed:.1f} s '
+          f'({found.duration / max(found.elapsed, 1e-9):.1f}x real time); {found.accepted} of '
+          f'{len(history.accepted)} online updates accepted; wrote {found.path}')
+    template_theta = params.values(found.template.model, space)
     theta = params.values(sf.model, space)
     truth_theta = params.values(truth.model, space) if truth else None
     print(f'{"parameter":42s} {"template":>12s} {"identified":>12s} {"1-sigma":>10s}'
@@ -166,13 +224,5 @@ def identify(args):
         print(line)
     for warning in sf.identification.get('warnings', []):
         print(f'warning: {warning}')
-    if args.report:
-        from diffmsm_ros.identify import report
-        notes = [f'session {duration:.1f} s, identified in {elapsed:.1f} s',
-                 f'{accepted} of {len(history.accepted)} online updates accepted',
-                 f'update compute time median {np.median(history.seconds) * 1e3:.0f} ms, '
-                 f'max {np.max(history.seconds) * 1e3:.0f} ms']
-        notes += [f'warning: {w}' for w in sf.identification.get('warnings', [])]
-        paths = report.write_report(args.report, model, sf.model, info['window'], info['grid'],
-                                    history, space, info['analysis'].std, notes, truth_theta)
-        print(f'report: {", ".join(paths)}')
+    if found.report:
+        print(f'report: {", ".join(found.report)}')

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from diffmsm_ros.cli import commands, demo, live
+from diffmsm_ros.cli import cohort, commands, demo, live
 from diffmsm_ros.files.modelfile import ModelFileError
 from diffmsm_ros.identify.offline import RecordingError
 from diffmsm_ros.settings import SettingsError
@@ -53,6 +53,26 @@ def build_parser():
                    'one chunk of the window per update; use identification.period to replay '
                    'exactly what the node does)')
     p.set_defaults(func=commands.identify)
+
+    p = sub.add_parser('identify-batch', help='identify many recorded sessions as Ray tasks '
+                       '(a cohort table, a plot of strengths across sessions)')
+    p.add_argument('bags', nargs='+', metavar='BAG')
+    p.add_argument('--out', required=True, help='folder: a sub-folder per session (model.yaml, '
+                   'report/), cohort.csv, summary.md, strengths.png')
+    p.add_argument('--address', default=None, help='a running Ray cluster (auto, '
+                   'ray://HOST:PORT); default: a local Ray instance')
+    p.add_argument('--workers', type=int, default=None,
+                   help='CPUs of the local Ray instance (default: all)')
+    p.add_argument('--template', default=None, help='default: model.template of the '
+                   'params file, else elbow')
+    p.add_argument('--params-file', default=None, help='ROS 2 parameters file of the node')
+    p.add_argument('--manifest', default=None,
+                   help='CSV with columns session,subject (default: the subject is the '
+                   'session name up to its first _)')
+    p.add_argument('--retries', type=int, default=3,
+                   help='times Ray retries a session whose worker process died')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=cohort.identify_batch)
 
     p = sub.add_parser('run', help='start the diffmsm node in this process')
     p.add_argument('--params-file', default=None, help='ROS 2 parameters file')
