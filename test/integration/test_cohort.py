@@ -3,9 +3,14 @@
 
 Four short simulated sessions of two subjects and one corrupt bag go through the command
 while the test kills the worker process of one running session; the models must equal
-those of the same pipeline run session after session in one process (with the workers'
-XLA setting), the corrupt bag must be reported and the killed session retried.  A second
-run must find every session complete and start no Ray at all.
+those of the same pipeline run session after session in one process before (with the
+workers' XLA setting), the corrupt bag must be reported and the killed session retried.  A
+second run must find every session complete and start no Ray at all.
+
+The claim is the equality, whatever the identification finds: the sessions identify the
+six strengths only (a 4 s session leaves the full parameter set poorly determined, and its
+robust starts took 3-50 s a session), and the reference runs first, so that the workers
+find its compiled programs in the shared JAX caches, as a batch after a first session would.
 """
 
 import csv
@@ -23,11 +28,13 @@ import jax
 import numpy as np
 import pytest
 from ros2_tools import wait_until
+import yaml
 
 pytestmark = pytest.mark.slow
 pytest.importorskip('ray', reason='identify-batch needs the [cluster] extra (Ray)')
 
-DURATION = 8.0            # s per session: two online updates and a final fit
+DURATION = 4.0            # s per session: an online update and a final fit
+STRENGTHS_ONLY = {'muscles': ['max_isometric_force'], 'segments': [], 'joints': []}
 SESSIONS = {'P01_w1': 0, 'P01_w2': 1, 'P02_w1': 2, 'P02_w2': 3}   # name: simulator seed
 CORRUPT = 'P03_w1'
 TIMEOUT = 600.0
@@ -74,7 +81,12 @@ def sessions(tmp_path_factory, elbow):
     data = open(os.path.join(good, mcap), 'rb').read()
     (bad / mcap).write_bytes(data[:len(data) // 3])
     bags[CORRUPT] = str(bad)
-    return {'bags': bags, 'params': str(root / 'P01_w1' / 'params.yaml')}
+    params = root / 'params.yaml'
+    with open(root / 'P01_w1' / 'params.yaml') as fh:
+        values = yaml.safe_load(fh)
+    values['/**']['ros__parameters']['identification'] = {'parameters': STRENGTHS_ONLY}
+    params.write_text(yaml.safe_dump(values))
+    return {'bags': bags, 'params': str(params)}
 
 
 def kill_first_worker(folders, timeout):
@@ -116,22 +128,24 @@ def test_identify_batch_on_two_workers(sessions, tmp_path):
     out, ref = tmp_path / 'cohort', tmp_path / 'reference'
     ref.mkdir()
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED='0')
-    started = time.monotonic()
     # the reference: the same pipeline, session after session in one process, with the
     # XLA setting of the workers (one thread; the results differ in the 11th digit otherwise)
-    reference = subprocess.Popen(
+    reference = subprocess.run(
         [sys.executable, '-c', REFERENCE, params, str(ref)]
         + [bags[name] for name in SESSIONS], env=dict(env, **cohort.worker_env()),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        capture_output=True, text=True, timeout=TIMEOUT)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    started = time.monotonic()
     batch = diffmsm('identify-batch', *bags.values(), '--out', out, '--workers', 2,
                     '--params-file', params, '--quiet', env=env)
     try:
         killed, pid = kill_first_worker({n: out / n for n in SESSIONS}, TIMEOUT)
-        code, stdout, stderr = finish(batch)
-    finally:
-        ref_code, _, ref_err = finish(reference)
+    except BaseException:
+        batch.kill()
+        batch.communicate()
+        raise
+    code, stdout, stderr = finish(batch)
     batch_seconds = time.monotonic() - started
-    assert ref_code == 0, ref_err[-3000:]
     assert code == 1, stderr[-3000:]    # 1: the batch finished with a failed session
 
     table = read_table(out / 'cohort.csv')
