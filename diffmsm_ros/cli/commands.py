@@ -136,7 +136,8 @@ def identify_session(bag, out, template=None, params_file=None, report=None, tru
     from the bag), the template from ``template`` (else ``model.template``).  The report
     (if ``report`` names a folder; ``truth`` is a SubjectFile to compare against) is
     written before the model and the model atomically, last: a model file that exists and
-    loads marks a finished session.  ``progress(span, done, note)`` hears the session's
+    loads marks a finished session.  A report that fails does not cost the model: it is
+    saved, then UserError names both.  ``progress(span, done, note)`` hears the session's
     span (s) once with ``done`` None, then the seconds done after each online update.
     Raises UserError (bag missing or unreadable) and RecordingError (EMG that does not fit
     the settings).
@@ -171,6 +172,7 @@ def identify_session(bag, out, template=None, params_file=None, report=None, tru
         progress=None if progress is None else lambda done, note: progress(span, done, note))
     done = Identified(template, sf, history, info, recording.joint_t[-1] - recording.joint_t[0],
                       time.monotonic() - started, int(np.sum(history.accepted)))
+    failed = None
     if report:
         from diffmsm_ros.identify import report as reports
         space = info['problem'].space
@@ -179,11 +181,17 @@ def identify_session(bag, out, template=None, params_file=None, report=None, tru
                  f'update compute time median {np.median(history.seconds) * 1e3:.0f} ms, '
                  f'max {np.max(history.seconds) * 1e3:.0f} ms']
         notes += [f'warning: {w}' for w in sf.identification.get('warnings', [])]
-        done.report = reports.write_report(
-            report, model, sf.model, info['window'], info['grid'], history, space,
-            info['analysis'].std, notes,
-            None if truth is None else params.values(truth.model, space))
+        try:
+            done.report = reports.write_report(
+                report, model, sf.model, info['window'], info['grid'], history, space,
+                info['analysis'].std, notes,
+                None if truth is None else params.values(truth.model, space))
+        except Exception as err:  # noqa: B902 - the model is saved first, then this raised
+            failed = err
     done.path = modelfile.save_atomic(sf, out)
+    if failed is not None:
+        raise UserError(f'the model is saved at {done.path}, but its report failed: '
+                        f'{type(failed).__name__}: {failed}') from failed
     return done
 
 
