@@ -5,8 +5,8 @@ The sessions (our simulator, the elbow, 10 % spread, one seed each) are simulate
 ``--work`` (kept, so a second run reuses them).  Each is then identified three ways, every
 time from scratch into a fresh folder, with the JAX caches warm:
 
-- sequentially, one ``diffmsm identify`` process after the other (as a user would without
-  a cluster; XLA on all cores);
+- sequentially, one ``diffmsm identify --report`` process after the other (as a user would
+  without a cluster; XLA on all cores; the report as a batch task writes one);
 - ``diffmsm identify-batch --workers 1`` and ``--workers 2`` (a local Ray instance; one
   XLA thread per task).
 
@@ -77,7 +77,8 @@ def main():
     started = time.monotonic()
     for k, bag in enumerate(bags):
         diffmsm('identify', bag, '--out', os.path.join(runs, f'sequential_{k}.yaml'),
-                '--quiet', '--params-file', params)
+                '--report', os.path.join(runs, f'sequential_{k}_report'), '--quiet',
+                '--params-file', params)
     rows.append(('sequential diffmsm identify', time.monotonic() - started))
     for workers in (1, 2):
         seconds = diffmsm('identify-batch', *bags, '--out',
