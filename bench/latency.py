@@ -7,8 +7,9 @@ clock.  First a trivial echo node (a subscriber that republishes each encoder me
 once, in its own process) answers them: that is the floor of this machine, DDS and rclpy.
 Then the node runs as ``diffmsm run`` with the identifier updating every second, and
 answers the same stream.  Printed: the end-to-end latency (encoder stamp -> message
-received here) of both, the node's in-node compute time (its /diagnostics), drops, counted
-losses and CPU use.
+received here) of both, split at the answer's publish call (its DDS source timestamp);
+the publisher's own lateness behind its 1 kHz schedule; the node's in-node compute time
+(its /diagnostics), drops, counted losses and CPU use.
 
 Goal (issue 19): in-node p99 <= 0.5 ms, end-to-end p99 <= 2 ms or within 2x of the echo
 node's, no drops.  Exits 1 when a goal is missed.
@@ -70,6 +71,7 @@ def publisher(duration):
     wall_start = time.time_ns()
     count = 0
     total = int(duration * ENCODER_RATE)
+    behind = np.zeros(total)      # ms from a sample's stamp to its publish call
     while count < total:
         due = start + count * period
         while True:
@@ -82,9 +84,15 @@ def publisher(duration):
             rows = [(k - j) % len(u) for j in range(CHUNK - 1, -1, -1)]
             pub_e.publish(convert.emg_message(u[rows]))
         stamp = wall_start + round(count * period * 1e9)
+        behind[count] = (time.time_ns() - stamp) * 1e-6
         pub_j.publish(convert.joint_message(stamp, names, q[k], qd[k], tau[k]))
         count += 1
-    print(f'published {count} encoder samples, {count // CHUNK} EMG chunks', flush=True)
+    # the publisher's own lateness is part of every end-to-end figure: it says how much of
+    # one is the machine's load on this process rather than the path measured
+    p50, p99, top = percentiles(behind)
+    print(f'published {count} encoder samples, {count // CHUNK} EMG chunks; the publisher '
+          f'was behind its 1 kHz schedule by p50 {p50:.3f} ms, p99 {p99:.3f} ms, max '
+          f'{top:.3f} ms', flush=True)
     node.destroy_node()
     rclpy.shutdown()
 
@@ -112,7 +120,10 @@ class Receiver:
 
     def __init__(self, node, topic):
         from diffmsm_ros.nodes.client import JointStateTaker
+        from diffmsm_ros.nodes.convert import publish_wall
+        self.publish_wall = publish_wall
         self.latencies = []
+        self.legs = []      # (stamp -> the answer's publish call, publish -> received) ms
         self.taker = JointStateTaker(node, topic, self._on, topic.replace('/', '_'))
 
     def close(self):
@@ -122,6 +133,9 @@ class Receiver:
         now = time.time_ns()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.latencies.append((now - stamp) * 1e-6)
+        published = self.publish_wall(info)
+        if published:
+            self.legs.append(((published - stamp) * 1e-6, (now - published) * 1e-6))
 
 
 def publish(duration):
@@ -214,13 +228,22 @@ def main():
     in_node = [float(tq.get(k, 'nan')) for k in ('step_ms_p50', 'step_ms_p99', 'step_ms_max')]
     drops = total - len(node_rx.latencies)
     print(f'\n{echo_line}\n{node_line}')
-    print(f'\n{"ms":36s} {"p50":>8s} {"p99":>8s} {"max":>8s} {"received":>9s}')
-    print(f'{"echo node, end to end (floor)":36s} {echo_pct[0]:8.3f} {echo_pct[1]:8.3f} '
+    print(f'\n{"ms":44s} {"p50":>8s} {"p99":>8s} {"max":>8s} {"received":>9s}')
+    print(f'{"echo node, end to end (floor)":44s} {echo_pct[0]:8.3f} {echo_pct[1]:8.3f} '
           f'{echo_pct[2]:8.3f} {len(echo_rx.latencies):9d}')
-    print(f'{"diffmsm node, end to end":36s} {node_pct[0]:8.3f} {node_pct[1]:8.3f} '
+    print(f'{"diffmsm node, end to end":44s} {node_pct[0]:8.3f} {node_pct[1]:8.3f} '
           f'{node_pct[2]:8.3f} {len(node_rx.latencies):9d}')
-    print(f'{"diffmsm node, in-node (last 2000)":36s} {in_node[0]:8.3f} {in_node[1]:8.3f} '
+    print(f'{"diffmsm node, in-node (last 2000)":44s} {in_node[0]:8.3f} {in_node[1]:8.3f} '
           f'{in_node[2]:8.3f}')
+    # where the end-to-end time goes: up to the node's publish call (the publisher's
+    # lateness, DDS in, the node's wait and work), and from there to this process
+    for name, rx in (('echo', echo_rx), ('diffmsm node', node_rx)):
+        if rx.legs:
+            legs = np.asarray(rx.legs)
+            for k, leg in enumerate(('stamp -> answer published', 'answer published -> here')):
+                pct = percentiles(legs[:, k])
+                print(f'{"  " + name + ", " + leg:44s} {pct[0]:8.3f} {pct[1]:8.3f} '
+                      f'{pct[2]:8.3f}')
     print(f'\nencoder samples published {total}; the node saw {tq.get("encoder_samples", "?")}, '
           f'published {tq.get("published", "?")}, withheld late {tq.get("withheld_late", "?")}'
           f', stale {tq.get("withheld_stale", "?")}, never arrived (gaps) '
