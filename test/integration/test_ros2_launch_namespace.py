@@ -14,6 +14,7 @@ import importlib
 import os
 import threading
 
+import accounting
 from diffmsm_ros.files import bags, modelfile
 import numpy as np
 import pytest
@@ -183,24 +184,37 @@ def test_every_topic_and_service_is_under_the_namespace(ros):
 
 @pytest.mark.launch(fixture=namespaced_launch)
 def test_torque_for_every_encoder_sample(ros, setup):
+    """
+    Every encoder sample after the first EMG gets a torque or is counted by the node.
+
+    Beside the suite's other tests on two cores, the start of a replay once stalled the
+    node for 181-214 ms; the samples that waited longer than the deadline were withheld
+    and counted (41 and 54 of 5 995), as the overload policy says (issue 19).
+    """
     listener = wait_ready(ros)['listener']
+    before = accounting.counters(listener)
     with listener.lock:
         start = len(listener.torques)
     stamps, first_emg = replay(setup)
     expected = stamps[stamps > first_emg]
-    last = int(expected[-1])
 
-    def received():
-        with listener.lock:
-            return [s for s, _ in listener.torques[start:]]
+    def seen():
+        now = accounting.counters(listener)
+        return now['encoder_samples'] + now['encoder_gaps'] - before['encoder_samples'] - \
+            before['encoder_gaps'] >= len(stamps)
 
-    arrived = wait_until(lambda: last in received()[-50:], 30.0)
-    got = np.array(received())
+    assert wait_until(seen, 30.0), 'the node did not see the whole replay'
+    after = accounting.counters(listener)
+    counted = {k: after[k] - before[k] for k in after}
+    assert wait_until(lambda: len(listener.torques) - start >= counted['published'], 10.0)
     with listener.lock:
-        diag = {k: v for k, v in (listener.diagnostics or {}).items()
-                if k in ('diffmsm: torque', 'diffmsm: inputs')}
+        got = np.array([s for s, _ in listener.torques[start:]])
+    counted['total'] = len(stamps)
+    accounting.assert_accounted(got, counted, accounting.ANSWERED_UNDER_LOAD)
+    # what was not answered was counted: late, stale or missing, never a wrong stamp
     missing = np.setdiff1d(expected, got)
-    assert arrived and len(missing) == 0, (len(missing), len(expected), diag)
+    assert len(missing) <= counted['withheld_late'] + counted['withheld_stale'] + \
+        counted['encoder_gaps'], (len(missing), counted)
     extra = np.setdiff1d(got, expected)              # only at the first EMG's boundary
     assert np.all((extra <= first_emg) & (extra >= first_emg - BOUNDARY)), extra - first_emg
     assert len(np.unique(got)) == len(got)
