@@ -8,20 +8,13 @@ from setuptools import find_packages, setup
 PACKAGE = 'diffmsm_ros'
 
 
-def _requirements(path):
-    """Package names of a requirements file (the pins live in the file, not here)."""
+def _requirements(path, pinned=False):
+    """Return a file's requirements: package names (pins stay in the file), or pinned."""
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, path), encoding='utf-8') as fh:
         lines = [line.split('#')[0].strip() for line in fh]
-    return [line.split('==')[0] for line in lines if line and not line.startswith('-')]
-
-
-def _pinned(path):
-    """Read the requirements of a file with their pins (an extra installs exactly these)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, path), encoding='utf-8') as fh:
-        lines = [line.split('#')[0].strip() for line in fh]
-    return [line for line in lines if line and not line.startswith('-')]
+    return [line if pinned else line.split('==')[0]
+            for line in lines if line and not line.startswith('-')]
 
 
 setup(
@@ -39,7 +32,7 @@ setup(
     # 'test' names pytest so that colcon test runs the tests with it
     # 'cluster': diffmsm identify-batch on Ray (pinned: requirements-cluster.txt)
     extras_require={'mujoco': ['mujoco-core', 'myo-sim'], 'test': ['pytest'],
-                    'cluster': _pinned('requirements-cluster.txt')},
+                    'cluster': _requirements('requirements-cluster.txt', pinned=True)},
     zip_safe=False,
     maintainer='diffmsm_ros maintainers',
     maintainer_email='maintainers@users.noreply.b-seed-f2b36ae8.example',

@@ -29,6 +29,32 @@ def counters(listener, status='diffmsm: torque'):
     return {k: int(float(v)) for k, v in diag[status].items() if k in COUNTERS}
 
 
+def replayed(listener, total, play):
+    """
+    Run ``play()``, a replay of ``total`` encoder samples; return (torques, counted).
+
+    ``torques``: the (stamp, effort) pairs the listener received meanwhile; ``counted``:
+    the node's counters over the replay (with ``total``), read once it saw every sample.
+    """
+    before = counters(listener)
+    with listener.lock:
+        start = len(listener.torques)
+    play()
+
+    def seen():
+        now = counters(listener)
+        return now['encoder_samples'] + now['encoder_gaps'] - before['encoder_samples'] - \
+            before['encoder_gaps'] >= total
+
+    assert wait_until(seen, 30.0), 'the node did not see the whole replay'
+    after = counters(listener)
+    counted = {k: after[k] - before[k] for k in after}
+    counted['total'] = total
+    assert wait_until(lambda: len(listener.torques) - start >= counted['published'], 10.0)
+    with listener.lock:
+        return list(listener.torques[start:]), counted
+
+
 def assert_accounted(got, counted, answered):
     """Every encoder sample got a torque or was counted; at least ``answered`` got one."""
     text = str(sorted(counted.items()))

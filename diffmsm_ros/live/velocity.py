@@ -42,9 +42,6 @@ class CausalVelocity:
     def reset(self):
         self.first = self.end = 0
 
-    def __len__(self):
-        return self.end - self.first
-
     def push(self, t, q):
         """Add the sample (t s, q [nq] rad); samples older than the window are dropped."""
         q = np.asarray(q, dtype=float).reshape(-1)

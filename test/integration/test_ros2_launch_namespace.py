@@ -122,13 +122,17 @@ def wait_ready(ros):
 
 
 def replay(setup):
-    """Replay the session into the namespace as replay.launch.py does; the encoder stamps."""
+    """Replay the session into the namespace as replay.launch.py does."""
     cmd = [ros2_tools.command('diffmsm') or 'diffmsm', 'replay', setup['bag'],
            '--rate', str(REPLAY_RATE), '--wait', '60',
            '--ros-args', '-r', f'__ns:=/{NAMESPACE}', '-r', '/joint_states:=joint_states',
            '-r', '/emg:=emg']
     code, out = ros2_tools.run(cmd, dict(os.environ), 300.0)
     assert code == 0 and 'replayed' in out, out
+
+
+def bag_stamps(setup):
+    """Return the session's encoder stamps (ns) and the bag time of its first EMG message."""
     stamps, first_emg = [], None
     for topic, _, t, msg in bags.read_bag(setup['bag']):
         if topic == '/joint_states':
@@ -192,24 +196,10 @@ def test_torque_for_every_encoder_sample(ros, setup):
     and counted (41 and 54 of 5 995), as the overload policy says (issue 19).
     """
     listener = wait_ready(ros)['listener']
-    before = accounting.counters(listener)
-    with listener.lock:
-        start = len(listener.torques)
-    stamps, first_emg = replay(setup)
+    stamps, first_emg = bag_stamps(setup)
+    torques, counted = accounting.replayed(listener, len(stamps), lambda: replay(setup))
+    got = np.array([s for s, _ in torques])
     expected = stamps[stamps > first_emg]
-
-    def seen():
-        now = accounting.counters(listener)
-        return now['encoder_samples'] + now['encoder_gaps'] - before['encoder_samples'] - \
-            before['encoder_gaps'] >= len(stamps)
-
-    assert wait_until(seen, 30.0), 'the node did not see the whole replay'
-    after = accounting.counters(listener)
-    counted = {k: after[k] - before[k] for k in after}
-    assert wait_until(lambda: len(listener.torques) - start >= counted['published'], 10.0)
-    with listener.lock:
-        got = np.array([s for s, _ in listener.torques[start:]])
-    counted['total'] = len(stamps)
     accounting.assert_accounted(got, counted, accounting.ANSWERED_UNDER_LOAD)
     # what was not answered was counted: late, stale or missing, never a wrong stamp
     missing = np.setdiff1d(expected, got)
@@ -218,9 +208,7 @@ def test_torque_for_every_encoder_sample(ros, setup):
     extra = np.setdiff1d(got, expected)              # only at the first EMG's boundary
     assert np.all((extra <= first_emg) & (extra >= first_emg - BOUNDARY)), extra - first_emg
     assert len(np.unique(got)) == len(got)
-    with listener.lock:
-        efforts = np.array([e for _, e in listener.torques[start:]])
-    assert np.all(np.isfinite(efforts))
+    assert np.all(np.isfinite(np.array([e for _, e in torques])))
 
 
 @pytest.mark.launch(fixture=namespaced_launch)

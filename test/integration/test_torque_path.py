@@ -111,26 +111,10 @@ class Client:
     def replay(self, bag):
         """Replay at real-time pace; return ({stamp: torque}, counters over the replay)."""
         from diffmsm_ros.nodes.replay import BagReplayer
-        before = self.counters()
-        with self.listener.lock:
-            start = len(self.listener.torques)
-        BagReplayer(self.node, bag).play()
         total = sum(1 for m in bags.read_bag(bag, ['/joint_states']))
-
-        def seen():
-            c = self.counters()
-            return c['encoder_samples'] + c['encoder_gaps'] - before['encoder_samples'] - \
-                before['encoder_gaps'] >= total
-
-        assert wait_until(seen, 30.0), 'the node did not see the whole replay'
-        after = self.counters()
-        counted = {k: after[k] - before[k] for k in after}
-        assert wait_until(lambda: len(self.listener.torques) - start >= counted['published'],
-                          10.0)
-        with self.listener.lock:
-            got = dict(self.listener.torques[start:])
-        counted['total'] = total
-        return got, counted
+        torques, counted = accounting.replayed(
+            self.listener, total, BagReplayer(self.node, bag).play)
+        return dict(torques), counted
 
     def close(self):
         self.listener.close()
