@@ -7,8 +7,8 @@ time from scratch into a fresh folder, with the JAX caches warm:
 
 - sequentially, one ``diffmsm identify --report`` process after the other (as a user would
   without a cluster; XLA on all cores; the report as a batch task writes one);
-- ``diffmsm identify-batch --workers 1`` and ``--workers 2`` (a local Ray instance; one
-  XLA thread per task).
+- ``diffmsm identify-batch --workers 1`` and ``--workers 2`` (a local Ray instance; each
+  task on a core of its own with one XLA thread, ``cli/cpu_claim.py``).
 
 Printed: wall time, time per session, and the speed-up of 2 workers over 1 (goal >= 1.7x
 on this 2-core machine; the script exits 1 when it is missed).

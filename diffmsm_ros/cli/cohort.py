@@ -4,7 +4,8 @@
 Each session is one Ray task of one CPU that runs ``commands.identify_session``, the
 pipeline of ``diffmsm identify``, and writes into ``OUT/<session>/``: ``report/`` first,
 then ``model.yaml`` atomically (so a model file that loads marks a finished session), then
-``session.json`` (the table row).  Every attempt appends its worker's process id to
+``session.json`` (the row's timing and attempts, and the core the task ran on: null if
+unpinned).  Every attempt appends its worker's process id to
 ``attempts.log``.  The driver keeps a progress bar over the sessions and, at the end,
 writes ``cohort.csv``, ``summary.md`` and ``strengths.png`` (``cohort_table``).
 
@@ -13,9 +14,11 @@ settings) is caught inside the task and returned as the session's ``failed`` row
 does not retry what would fail again; a worker process that dies mid-task (killed, out of
 memory, a lost node) is retried by Ray up to ``--retries`` times.
 
-Workers: XLA runs on one thread in each task (``WORKER_XLA_FLAGS``; a task holds one CPU),
-and every worker uses the driver's JAX caches (``jax_setup.cache_dir()``, that is
-``DIFFMSM_JAX_CACHE``), so a batch pays the compilation once per machine, not per session.
+Workers: a task holds one CPU, so it runs on one claimed core with one XLA thread
+(``cpu_claim.one_core``: XLA's thread pool is sized by the cores a process may use when JAX
+starts, and ``WORKER_XLA_FLAGS`` alone does not shrink it), and every worker uses the
+driver's JAX caches (``jax_setup.cache_dir()``, that is ``DIFFMSM_JAX_CACHE``), so a batch
+pays the compilation once per machine, not per session.
 
 Ray is imported only when the command runs: it is an optional extra (``[cluster]``).
 """
@@ -26,7 +29,7 @@ import sys
 import time
 import traceback
 
-from diffmsm_ros.cli import cohort_table
+from diffmsm_ros.cli import cohort_table, cpu_claim
 from diffmsm_ros.cli.commands import identify_session, UserError
 
 RAY_REQUIREMENT = 'ray==2.60.0'
@@ -86,8 +89,9 @@ def run_session(job):
         attempts = len(fh.read().split())
     name, subject, bag = job['session'], job['subject'], job['bag']
     try:
-        done = identify_session(bag, os.path.join(folder, MODEL), job['template'],
-                                job['params_file'], report=os.path.join(folder, REPORT))
+        with cpu_claim.one_core() as core:
+            done = identify_session(bag, os.path.join(folder, MODEL), job['template'],
+                                    job['params_file'], report=os.path.join(folder, REPORT))
     except Exception as err:  # noqa: B902 - any failure of one session is its row's reason
         reason = str(err) if isinstance(err, UserError) else f'{type(err).__name__}: {err}'
         with open(os.path.join(folder, ERROR), 'w', encoding='utf-8') as fh:
@@ -98,7 +102,7 @@ def run_session(job):
                               done.elapsed, attempts=attempts)
     with open(os.path.join(folder, ROW), 'w', encoding='utf-8') as fh:
         json.dump({'duration_s': done.duration, 'identify_s': done.elapsed,
-                   'attempts': attempts}, fh)
+                   'attempts': attempts, 'core': core}, fh)
     return row
 
 

@@ -14,6 +14,7 @@ find its compiled programs in the shared JAX caches, as a batch after a first se
 """
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -162,6 +163,9 @@ def test_identify_batch_on_two_workers(sessions, tmp_path):
         assert row['subject'] == name.split('_')[0]
         assert abs(float(row['duration_s']) - DURATION) < 0.05
         assert float(row['fit_residual']) > 0
+        with open(out / name / cohort.ROW) as fh:
+            core = json.load(fh)['core']
+        assert core in os.sched_getaffinity(0), f'{name} ran unpinned (core {core})'
         model = modelfile.load(out / name / cohort.MODEL)
         expected = modelfile.load(ref / f'{name}.yaml')
         diff = max(max_relative_difference(model.model, expected.model),
