@@ -93,6 +93,36 @@ def test_inertia_repair_brings_a_fit_back_to_a_physical_body(elbow):
     assert moved[k_c[2]] + moved[k_m] > 100 * np.max(np.delete(moved, [k_c[2], k_m]))
 
 
+def test_clipping_to_bounds_keeps_the_inertia_physical(elbow):
+    """A 15 min raw-EMG session's forearm: physical, but its xz past the bound by 13 %."""
+    import dataclasses
+    from diffmsm_ros.files import modelfile
+    from diffmsm_ros.model.skeleton import inertia_matrix
+    fitted = np.array([[0.047819797, 0.0040842732, 0.15097761, 0.009657555, 0.026668072,
+                        0.022216262]])
+    sk = elbow.model.skeleton
+    sf = dataclasses.replace(elbow, model=elbow.model.replace(
+        skeleton=dataclasses.replace(sk, inertia=fitted)), identification={'warnings': []})
+
+    def lowest(model):
+        return np.linalg.eigvalsh(np.asarray(inertia_matrix(model.skeleton.inertia)))[0, 0]
+
+    assert lowest(sf.model) > 0
+    plain = online.clip_to_bounds(sf)
+    assert lowest(plain.model) < 0      # clipping xz alone leaves no physical body
+    with pytest.raises(modelfile.ModelFileError, match='positive definite'):
+        modelfile.loads(modelfile.dumps(plain))
+    kept = online.clip_to_bounds(sf, elbow.model)
+    again = modelfile.loads(modelfile.dumps(kept))
+    modelfile.check_bounds(again)
+    floor = online.INERTIA_FLOOR * lowest(elbow.model)
+    assert lowest(kept.model) == pytest.approx(floor, rel=1e-6)
+    assert any('inertia of r_ulna_radius_hand moved toward the template' in w
+               for w in kept.identification['warnings'])
+    # the least mix: the diagonal barely moves
+    assert np.allclose(kept.model.skeleton.inertia[0, :3], fitted[0, :3], rtol=0.05)
+
+
 def test_barycentric_segment_coordinates_keep_physics(elbow):
     space = params.make_space(elbow.model, elbow.bounds)
     assert space.segments, 'mass, com and inertia together move in barycentric coordinates'
