@@ -12,8 +12,10 @@ At 1, 2, 5, 10 and 15 min (those within the session) the table gives, against th
 at that time: the mean error of the six strengths, their median reported 1-sigma, the
 Cramer-Rao 1-sigma of the data up to then (median over the strengths), the share of
 strengths within 2 sigma, the mean error of all 18 muscle parameters, the share of them
-within 2 sigma, and their error in units of the bound (RMS over the 18: about 1 for an
-efficient estimator).  The bound is the inverse of the Fisher information at the hidden
+within 2 sigma, their error in units of the bound (RMS over the 18: about 1 for an
+efficient estimator), and the muscle torque RMSE over the minute before the mark along the
+MuJoCo run (its true activations; % of the true torque's RMS) of the model then and of the
+template.  The bound is the inverse of the Fisher information at the hidden
 subject's (unfatigued) parameters, prior left out: the encoders' (noise 1e-4 rad, the
 residual scale) for envelope EMG, the envelope error's (``envelope_information``) for raw
 EMG.  With fatigue it is the bound for parameters that stand still, a reference only.
@@ -66,12 +68,12 @@ def main():
     print(f'{args.minutes:.0f} min MuJoCo elbow sessions, identified from the template with '
           'memory (default drift)')
     print('case              min  strength err %  median 1-sigma %  bound %  within 2 sigma  '
-          'muscle err %  within 2 sigma  err/bound  updates  compute s')
+          'muscle err %  within 2 sigma  err/bound  torque % (template)  updates  compute s')
     for case in args.cases:
         kind, _, tired = case.partition('+')
         drops = np.full(elbow.model.n_muscles, args.fatigue if tired else 0.0)
         factor = mujoco_sim.fatigue(duration, drops)
-        session, _ = mujoco_sim.simulate_session(
+        session, run = mujoco_sim.simulate_session(
             xml, elbow, truth, duration, 3, noise=1e-4, controller=synth.ExoController(),
             strength=factor if tired else None)
         recording = record.recording_from_session(session, with_velocity=False)
@@ -114,11 +116,15 @@ def main():
             sigma = 100 * np.asarray(std)[strengths] / np.abs(theta[strengths])
             bound = bounds(times[k])
             ratio = np.sqrt(np.mean((err[muscles] / bound[muscles]) ** 2))
+            model = params.apply(elbow.model, space, np.asarray(theta))
+            torque = (torque_error(model, run, session.t, times[k]),
+                      torque_error(elbow.model, run, session.t, times[k]))
             print(f'{case:17s} {mark:4.0f} {err[strengths].mean():15.2f} '
                   f'{np.median(sigma):17.2f} {np.median(bound[strengths]):8.2f} '
                   f'{inside[strengths].mean():15.2f} '
                   f'{err[muscles].mean():13.2f} {inside[muscles].mean():15.2f} '
-                  f'{ratio:10.2f} {sum(history.accepted):8d} {seconds:10.0f}', flush=True)
+                  f'{ratio:10.2f} {torque[0]:10.1f} ({torque[1]:5.1f}) '
+                  f'{sum(history.accepted):8d} {seconds:10.0f}', flush=True)
         end_err = err[strengths].mean()
         if kind == 'envelope' and not end_err <= ENVELOPE_GOAL:
             failed.append(f'{case}: strengths {end_err:.2f} % off at the end')
@@ -132,6 +138,20 @@ def main():
     for line in failed:
         print('FAIL', line)
     return 1 if failed else 0
+
+
+def torque_error(model, run, t, end):
+    """Muscle torque RMSE (% of RMS) of ``model`` along the MuJoCo run's minute before ``end``."""
+    import dataclasses
+    from diffmsm_ros.session import mujoco_sim
+    import numpy as np
+
+    pick = (t > end - 60.0) & (t <= end)
+    fields = {f.name: getattr(run, f.name)[pick] for f in dataclasses.fields(run)}
+    part = dataclasses.replace(run, **fields)
+    torque, _ = mujoco_sim.model_along_run(model, part)
+    truth = part.tau_muscle
+    return 100 * np.sqrt(np.mean((torque - truth) ** 2)) / np.sqrt(np.mean(truth ** 2))
 
 
 def cramer_rao(ident, recording, exc, emg_t, truth_theta, duration, density):
