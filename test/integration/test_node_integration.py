@@ -213,12 +213,17 @@ def check_every_sample(live, bag, rate=1.0):
 BOUNDARY = 20_000_000   # ns
 
 
-def assert_answered_or_counted(run, info=None, withheld_stale=0):
+def assert_answered_or_counted(run, info=None, withheld_stale=None):
     """
-    Every expected stamp got one torque or was counted as late or lost, nothing else came.
+    Every expected stamp got one torque or was counted as late, lost or stale, nothing else.
 
-    At least ``ANSWERED`` of them got a torque.
+    At least ``ANSWERED`` of them got a torque.  ``withheld_stale`` (default: the node's
+    count) is the number of expected stamps withheld as stale: under load EMG can arrive
+    too late as encoder samples can (a clean-clone run saw 7 such samples beside 403 lost
+    encoder messages, all counted).
     """
+    if withheld_stale is None:
+        withheld_stale = run.counted['withheld_stale']
     missing = np.setdiff1d(run.expected, run.got)
     extra = np.setdiff1d(run.got, run.expected)
     assert np.all((extra <= run.first_emg) & (extra >= run.first_emg - BOUNDARY)), \
