@@ -27,6 +27,7 @@ the muscle parameters' RMS error ends within 1.3 bounds.
 
     python bench/session.py [--minutes 15] [--fatigue 0.2]
                             [--cases envelope raw envelope+fatigue raw+fatigue]
+                            [--set PARAMETER=VALUE ...]
 """
 
 import argparse
@@ -50,7 +51,17 @@ def main():
                         help='share of strength lost by the end in the fatigue cases')
     parser.add_argument('--cases', nargs='+',
                         default=['envelope', 'envelope+fatigue', 'raw', 'raw+fatigue'])
+    parser.add_argument('--set', nargs='*', default=[], metavar='PARAMETER=VALUE',
+                        help='node parameters for the identifier, e.g. '
+                        'identification.memory=false identification.drift.strength=0')
     args = parser.parse_args()
+    import yaml
+    overrides = {}
+    for item in args.set:
+        key, sep, text = item.partition('=')
+        if not sep:
+            parser.error(f'--set {item}: expected PARAMETER=VALUE')
+        overrides[key] = yaml.safe_load(text)
     from diffmsm_ros.jax_setup import configure
     configure()
     from conftest import ELBOW_XML
@@ -65,8 +76,9 @@ def main():
     truth = subjects.perturb(elbow, 0.1, np.random.default_rng(11))
     duration = 60.0 * args.minutes
     failed = []
-    print(f'{args.minutes:.0f} min MuJoCo elbow sessions, identified from the template with '
-          'memory (default drift)')
+    changed = ', '.join(f'{k}={v}' for k, v in overrides.items()) or 'default settings'
+    print(f'{args.minutes:.0f} min MuJoCo elbow sessions, identified from the template '
+          f'({changed})')
     print('case              min  strength err %  median 1-sigma %  bound %  within 2 sigma  '
           'muscle err %  within 2 sigma  err/bound  torque % (template)  updates  compute s')
     for case in args.cases:
@@ -79,6 +91,10 @@ def main():
         recording = record.recording_from_session(session, with_velocity=False)
         values = settings.defaults()
         values['emg.sample_rate'] = 1.0 / elbow.model.timestep
+        unknown = set(overrides) - set(values)
+        if unknown:
+            sys.exit(f'--set: unknown parameters {sorted(unknown)}')
+        values.update(overrides)
         if kind == 'raw':
             mvc = raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)
             values.update({'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
