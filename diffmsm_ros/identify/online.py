@@ -240,8 +240,15 @@ class OnlineIdentifier:
         hess, grad, half, _, _ = self.problem.normal(self.z, win)
         # residuals above the noise level (unmodelled error, EMG noise) carry less than
         # their count says: the chunk's information is scaled down by its residual variance
-        excess = max(1.0, self.problem.mean_cost(half, win) / NOISE_LEVEL)
-        belief = posterior.widen(posterior.absorb(self.arrival, hess / excess, grad / excess,
+        scale = 1.0 / max(1.0, self.problem.mean_cost(half, win) / NOISE_LEVEL)
+        info = None
+        if self.envelope_noise is not None:
+            # raw EMG: the envelope's error, correlated in time, leaves less than even the
+            # scaled count says; the chunk carries at most what that error allows
+            info = self.problem.envelope_information(self.z, [win], self.envelope_noise)
+            if info is not None:
+                scale *= posterior.cap(scale * hess, info)
+        belief = posterior.widen(posterior.absorb(self.arrival, scale * hess, scale * grad,
                                                   self.z),
                                  self.drift, self.fit_span * self.h)
         if not posterior.usable(belief):
@@ -251,11 +258,9 @@ class OnlineIdentifier:
             return
         self.arrival = self.good_arrival = belief
         self.absorbed += 1
-        if self.envelope_noise is not None:
-            info = self.problem.envelope_information(self.z, [win], self.envelope_noise)
-            if info is not None:
-                self.carried_envelope = info if self.carried_envelope is None else \
-                    self.carried_envelope + info
+        if info is not None:
+            self.carried_envelope = info if self.carried_envelope is None else \
+                self.carried_envelope + info
 
     # ------------------------------------------------------------------ update
     def update(self):

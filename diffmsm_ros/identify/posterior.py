@@ -9,7 +9,8 @@ in the normalised space of ``params.ParamSpace``.  Pure functions move it along:
   z_lin, is 0.5 |r + J (z - z_lin)|^2 (hess = J^T J, grad = J^T r at z_lin);
 - ``widen(belief, drift, seconds)``: a random walk of ``drift`` (normalised units per
   square root of a minute, per parameter) over ``seconds``: P <- P + diag(drift^2) t;
-- ``terms(belief, z)``: the prior's (hessian, gradient, cost) at z for a solver.
+- ``terms(belief, z)``: the prior's (hessian, gradient, cost) at z for a solver;
+- ``cap(hess, info)``: the factor that keeps data within the information ``info`` allows.
 
 With no drift and data linear in z, absorbing data piece by piece and fitting the newest
 piece against the belief gives the batch fit over all of it (recursive least squares),
@@ -86,6 +87,23 @@ def conditional(belief, idx, z):
         shift = belief.info[np.ix_(idx, rest)] @ held
         mean = mean - np.linalg.solve(info, shift)
     return Belief(mean, info)
+
+
+def cap(hess, info):
+    """
+    Return the largest c <= 1 with c hess <= info (Loewner order).
+
+    Data scaled by it hold no more information than ``info`` allows in any direction.
+    """
+    hess, info = np.asarray(hess, dtype=float), np.asarray(info, dtype=float)
+    ridge = 1e-9 * max(np.trace(info) / max(info.shape[0], 1), 1e-300)
+    try:
+        inv = np.linalg.inv(np.linalg.cholesky(info + ridge * np.eye(info.shape[0])))
+        largest = float(np.max(np.linalg.eigvalsh(inv @ hess @ inv.T)))
+    except (np.linalg.LinAlgError, ValueError):
+        return 1.0      # no usable bound: the data stand as they are (non-finite ones are
+        #                 refused where the belief is checked)
+    return 1.0 / largest if largest > 1.0 else 1.0
 
 
 def usable(belief):

@@ -124,3 +124,19 @@ def test_chunks_lie_end_to_end_and_the_oldest_is_absorbed(elbow):
     # 8 s of data, 0.2 s warm-up and 0.5 s hold-out: the rest beyond the window absorbed
     assert absorbed[-1] == int((8.0 - 0.2 - 0.5 - 3.0) / 1.0), absorbed
     assert absorbed == sorted(absorbed)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_cap_keeps_data_within_the_information_allowed(seed):
+    """The capped data fit within the information, touching it; data inside stay whole."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(2, 6, 6))
+    hess, info = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    c = posterior.cap(hess, info)
+    assert 0 < c <= 1
+    slack = np.linalg.eigvalsh(info - c * hess)
+    assert slack.min() >= -1e-8 * np.abs(slack).max()
+    if c < 1:
+        assert np.linalg.eigvalsh(info - 1.001 * c * hess).min() < 0
+    assert posterior.cap(0.5 * info, info) == 1.0
+    assert posterior.cap(np.full((6, 6), np.nan), info) == 1.0
