@@ -160,14 +160,13 @@ def torque_error(model, run, t, end):
     """Muscle torque RMSE (% of RMS) of ``model`` along the MuJoCo run's minute before ``end``."""
     import dataclasses
     from diffmsm_ros.session import mujoco_sim
-    import numpy as np
+    import sessions
 
     pick = (t > end - 60.0) & (t <= end)
     fields = {f.name: getattr(run, f.name)[pick] for f in dataclasses.fields(run)}
     part = dataclasses.replace(run, **fields)
     torque, _ = mujoco_sim.model_along_run(model, part)
-    truth = part.tau_muscle
-    return 100 * np.sqrt(np.mean((torque - truth) ** 2)) / np.sqrt(np.mean(truth ** 2))
+    return 100 * sessions.rms(torque - part.tau_muscle) / sessions.rms(part.tau_muscle)
 
 
 def cramer_rao(ident, recording, exc, emg_t, truth_theta, duration, density):

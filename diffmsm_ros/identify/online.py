@@ -604,7 +604,7 @@ def physical_inertia(inertia, reference, rounds=50):
     out, moved = np.array(inertia, dtype=float), []
     for i, (six, ref) in enumerate(zip(out, reference)):
         floor = INERTIA_FLOOR * lowest(ref)
-        if lowest(six) >= floor or not lowest(ref) > floor:
+        if lowest(six) >= floor or not floor > 0:
             continue
         lo, hi = 0.0, 1.0
         for _ in range(rounds):
