@@ -127,6 +127,8 @@ def run_setup(root, name, params, bag, session):
             'rmse_last': 100 * np.sqrt(np.mean((est - true)[late] ** 2)) / scale,
             'updates': int(float(ident.get('updates', 0))),
             'accepted': int(float(ident.get('accepted', 0))),
+            'dropped': int(float(ident.get('queue_dropped', 0))),
+            'resets': int(float(ident.get('buffer_resets', 0))),
             'step_p99': float(tq.get('step_ms_p99', 'nan')),
             'inputs': inputs.get('message', '')}
 
@@ -187,11 +189,12 @@ def main():
         print(f'{name}: starting the node and replaying {bag} ...', flush=True)
         results[name] = run_setup(root, name, dict(params), os.path.join(root, bag), session)
     print(f'\n{"set-up":12s} {"samples":>8s} {"torques":>8s} {"late":>6s} {"missing":>8s} '
-          f'{"RMSE %":>8s} {"last 20 s":>9s} {"updates":>8s} {"step p99":>9s}')
+          f'{"RMSE %":>8s} {"last 20 s":>9s} {"updates":>8s} {"step p99":>9s} '
+          f'{"ident. dropped/resets":>21s}')
     for name, r in results.items():
         print(f'{name:12s} {r["total"]:8d} {r["received"]:8d} {r["late"]:6d} {r["gaps"]:8d} '
               f'{r["rmse"]:8.3f} {r["rmse_last"]:9.3f} {r["accepted"]:3d}/{r["updates"]:<4d} '
-              f'{r["step_p99"]:8.3f}')
+              f'{r["step_p99"]:8.3f} {r["dropped"]:14d}/{r["resets"]:<6d}')
     failures = []
     if 'true' in results and not results['true']['rmse'] <= 0.3:
         failures.append('true model: RMSE above 0.3 %')

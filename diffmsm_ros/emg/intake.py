@@ -38,7 +38,7 @@ class EmgIntake:
         if self.kind == 'raw':
             self.filter = EnvelopeFilter(
                 self.rate, config.mvc_values(self.channels), config.band, config.lowpass)
-        self.next_time = None
+        self.last_time = None              # s, the newest sample's time on the clock
         self.clipped = 0
         self.anchors = 0                   # times the sample clock was (re)anchored
         self.recent = []                   # receipt offsets since the last refinement
@@ -64,30 +64,27 @@ class EmgIntake:
         return density if np.all(np.isfinite(density)) else None
 
     def reset(self):
-        self.next_time = None
+        self.last_time = None
         self.recent = []
         if self.filter is not None:
             self.filter.reset()
 
-    def times(self, last, count, stamped=False):
+    def times(self, last, count, stamped=False, rate=None):
         """
         Stamp each sample of a chunk (s) whose newest sample arrived at ``last``.
 
-        Chunks of a stream at ``emg.sample_rate`` are laid end to end on a sample clock.
-        The clock is anchored on the first chunk's receipt time ``last`` and then follows
-        the sample count, so receipt jitter and processing lag do not move the samples;
-        every ``ANCHOR_CHUNKS`` chunks it moves by a low percentile of the receipt offsets
-        (a chunk can reach the node late, never before it was sampled); it is
-        re-anchored when receipt runs ahead of it by more than a few chunks (a gap, or
-        a device clock drifting from the node's) or behind it by more than ``MAX_LAG`` (a
-        restart).
+        Chunks of a stream at ``rate`` (default ``emg.sample_rate``) are laid end to end on
+        a sample clock.  The clock is anchored on the first chunk's receipt time ``last``
+        and then follows the sample count, so receipt jitter and processing lag do not
+        move the samples; every ``ANCHOR_CHUNKS`` chunks it moves by a low percentile of
+        the receipt offsets (a chunk can reach the node late, never before it was
+        sampled); it is re-anchored when receipt runs ahead of it by more than a few
+        chunks (a gap, or a device clock drifting from the node's) or behind it by more
+        than ``MAX_LAG`` (a restart).  ``stamped``: ``last`` is the sample's own time.
         """
-        dt = 1.0 / self.rate
-        if stamped:
-            self.next_time = last + dt
-            return last - dt * np.arange(count - 1, -1, -1)
-        if self.next_time is not None:
-            predicted = self.next_time + (count - 1) * dt
+        dt = 1.0 / (rate or self.rate)
+        if not stamped and self.last_time is not None:
+            predicted = self.last_time + count * dt
             offset = last - predicted
             self.offsets.append(offset)
             # receipt behind the clock is processing lag (up to MAX_LAG); ahead of it by
@@ -102,10 +99,10 @@ class EmgIntake:
             else:
                 self.anchors += 1
                 self.recent = []
-        else:
+        elif not stamped:
             self.anchors += 1
             self.recent = []
-        self.next_time = last + dt
+        self.last_time = last
         return last - dt * np.arange(count - 1, -1, -1)
 
     def check(self, samples):

@@ -18,7 +18,9 @@ with it (never less than one by one), at a fraction of the cost per sample.  In 
   middleware) is carried on from the newest encoder sample published before it (stamp
   plus the time since, at the rate stamps advance), so processing order and lag do not
   move it; a chunk of several samples is laid on a sample clock at the declared rate
-  (``EmgIntake.times``), a single sample keeps its own time whatever rate is declared;
+  (``EmgIntake.times``); so are samples sent one per message, at the declared rate when
+  the measured one agrees with it, at the measured rate when it does not and the stream is
+  steady (no messages lost), and at their own publish times otherwise;
 - compensates the raw-EMG envelope filter's lag (``EmgIntake.lag``) once, for both the
   torque path and the identifier: the envelope computed at t is the excitation at t - lag;
 - estimates velocity when the encoders send none (``CausalVelocity``);
@@ -33,6 +35,7 @@ Every bad input is counted by kind and code and remembered for the status.
 
 import collections
 import dataclasses
+import itertools
 import math
 import time
 import typing
@@ -55,6 +58,10 @@ BURST = 0.75                # encoder periods between stamps that mean a burst (
 PERIODS = 64                # encoder periods whose median gives the encoder period
 NOISE_PERIOD = 1.0          # s of EMG between raw-EMG noise readings sent to the identifier
 AGES = 2000                 # recent EMG ages (at encoder samples) kept for the status
+SPACINGS = 500              # recent one-sample EMG messages that give their sampling rate
+EDGE = 50                   # of those, at either end, among which the least late is taken
+STEADY = 0.1                # relative difference of that spacing from the measured period
+CLOCK_CHECK = 100           # one-sample EMG messages between choices of their clock rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +120,28 @@ class RateMeter:
     def clear(self):
         self.entries.clear()
 
+    def steady_rate(self):
+        """
+        Return the sampling rate (Hz) of one-sample messages from their times, or NaN.
+
+        Publish times are late by the publisher's stalls, never early: the period is the
+        slope between the least late of the first and of the last ``EDGE`` messages of the
+        last ``SPACINGS``.  NaN when they are too few, or when the median spacing is not
+        that period within ``STEADY`` (messages lost: their count is not the samples').
+        """
+        t = np.fromiter((e[0] for e in itertools.islice(reversed(self.entries), SPACINGS)),
+                        float)[::-1]
+        if len(t) < SPACINGS:
+            return float('nan')
+        spacing = float(np.median(np.diff(t)))
+        left = t - spacing * np.arange(len(t))
+        i0 = int(np.argmin(left[:EDGE]))
+        i1 = len(t) - EDGE + int(np.argmin(left[-EDGE:]))
+        period = spacing + (left[i1] - left[i0]) / (i1 - i0)
+        if not period > 0 or abs(spacing / period - 1.0) > STEADY:
+            return float('nan')
+        return 1.0 / period
+
     def rate(self):
         """Return samples per second (NaN until ``RATE_MIN_SPAN`` s of stamps are in)."""
         entries = self.entries
@@ -162,6 +191,8 @@ class InputTimeline:
         self.longest_wait = 0.0       # s, the longest a sample waited for the node
         self.lost_at = None           # monotonic s of the last sample late or missing
         self.emg_ages = collections.deque(maxlen=AGES)   # s: encoder time - newest EMG
+        self.clock_rate = None        # Hz of one-sample EMG messages' clock (None: own times)
+        self.clock_check = 0          # such messages until that rate is chosen again
 
     # ------------------------------------------------------------------ time
     def seconds(self, ns):
@@ -198,10 +229,40 @@ class InputTimeline:
             return
         self.receipt['emg'] = time.monotonic()
         t = self.seconds(receipt)
-        # a single sample keeps its own time; a chunk is laid on the sample clock
-        times = self.intake.times(t, len(samples), stamped=len(samples) == 1)
         self.rates['emg'].add(t, len(samples))
+        if len(samples) == 1:
+            rate = self._one_sample_clock()
+            times = self.intake.times(t, 1, stamped=rate is None, rate=rate)
+        else:
+            times = self.intake.times(t, len(samples))
         self._queue(times, samples)
+
+    def _one_sample_clock(self):
+        """
+        Choose the clock rate (Hz) for EMG one sample per message (None: their own times).
+
+        A sample's publish time is as late as its publisher was (a stall of a few ms
+        under load), so samples are laid on a clock as chunks are: at the declared rate
+        when the measured rate agrees with it; at the measured rate when it does not but
+        the stream is steady (the median spacing of recent messages is one period of it:
+        none lost, so the count gives the sampling rate); None until the rate is measured,
+        or when messages go missing and the rate cannot be told.  Chosen again every
+        ``CLOCK_CHECK`` messages.
+        """
+        self.clock_check -= 1
+        if self.clock_check > 0:
+            return self.clock_rate
+        self.clock_check = CLOCK_CHECK
+        meter = self.rates['emg']
+        measured, declared = meter.rate(), self.intake.rate
+        if not math.isfinite(measured):
+            self.clock_rate = None
+        elif abs(measured - declared) <= self.config.rate_tolerance * declared:
+            self.clock_rate = declared
+        else:
+            steady = meter.steady_rate()
+            self.clock_rate = steady if math.isfinite(steady) else None
+        return self.clock_rate
 
     def on_emg_stamped(self, stamp_ns, samples):
         """Take an EMG sample [1, C] that carries its own stamp (ns); queued as ``on_emg``."""
@@ -433,6 +494,8 @@ class InputTimeline:
         self.emg_applied = None
         for meter in self.rates.values():
             meter.clear()
+        self.clock_rate = None
+        self.clock_check = 0
 
     # ------------------------------------------------------------------ status
     def rate_problems(self):
@@ -447,10 +510,12 @@ class InputTimeline:
                     abs(measured - want) <= cfg.rate_tolerance * want:
                 continue
             if kind == 'emg' and not cfg.emg_rate:
+                meanwhile = '' if self.clock_rate in (None, declared) else \
+                    ' (one sample per message: laid at the measured rate meanwhile)'
                 out.append(('ERROR', f'EMG arrives at {measured:.0f} samples/s per channel '
                             f'but emg.sample_rate is {declared:g} Hz: set emg.sample_rate '
                             'to the rate the EMG is sampled at (or look for lost EMG '
-                            'messages)'))
+                            f'messages){meanwhile}'))
             else:
                 name = 'rates.encoders' if kind == 'encoders' else 'rates.emg'
                 out.append(('WARN', f'{kind} at {measured:.0f} Hz, expected {want:g} '
