@@ -10,7 +10,7 @@ import dataclasses
 import math
 
 from diffmsm_ros.emg.config import EmgConfig, EmgConfigError
-from diffmsm_ros.identify.config import IdentifyConfig
+from diffmsm_ros.identify.config import FIRST_FIT, IdentifyConfig
 from diffmsm_ros.identify.params import DEFAULT_DRIFT, DEFAULT_SELECTION
 from diffmsm_ros.live.timeline import TimelineConfig
 import yaml
@@ -77,9 +77,10 @@ SPECS = {
     'identification.window': Spec(10.0, 'seconds of data per update', low=1.0, high=120.0,
                                   read_only=True),
     'identification.chunk': Spec(0.0, 'seconds per compiled piece of the window (0: the '
-                                 'whole window); updates start after one chunk and fit more '
-                                 'chunks as data accumulate', low=0.0, high=120.0,
-                                 read_only=True),
+                                 'whole window); updates start after one chunk (with memory '
+                                 f'the first waits for {FIRST_FIT:g} s of data, or the '
+                                 'window) and fit more chunks as data accumulate',
+                                 low=0.0, high=120.0, read_only=True),
     'identification.period': Spec(1.0, 'seconds between updates', low=0.05, high=600.0),
     'identification.holdout': Spec(1.0, 'most recent seconds kept out of the fit to accept '
                                    'or reject an update', low=0.1, high=30.0, read_only=True),

@@ -5,6 +5,8 @@ import math
 
 from diffmsm_ros.identify import params
 
+FIRST_FIT = 9.0     # s of data fitted by the first online update with memory (its robust start)
+
 
 @dataclasses.dataclass(frozen=True)
 class IdentifyConfig:
