@@ -2,6 +2,7 @@
 
 from diffmsm_ros.identify import online, params, posterior, residuals, solvers, uncertainty
 from diffmsm_ros.identify.buffers import GridBuffer
+from diffmsm_ros.identify.config import FIRST_FIT
 from diffmsm_ros.identify.online import _dummy_window, OnlineIdentifier
 from diffmsm_ros.identify.problem import IdentifyConfig, NOISE_LEVEL, Problem
 import jax
@@ -319,6 +320,30 @@ def test_online_identifier_resets_on_time_jumping_back(elbow):
     assert ident.resets == 1 and ident.available()[1] <= 1
     result = ident.update()
     assert not result.accepted and 'not enough data' in result.reason
+
+
+@pytest.mark.parametrize('memory, window, chunk, wait', [
+    (True, 4.0, 0.0, 3.5 + 0.5),       # the whole window (shorter than FIRST_FIT)
+    (True, 20.0, 0.0, 10.25),          # one chunk of 10.25 s (longer than FIRST_FIT)
+    (True, 20.0, 4.0, FIRST_FIT + 0.5),
+    (False, 20.0, 4.0, 4.0),           # without memory robust starts rerun as chunks grow
+])
+def test_first_update_with_memory_waits_for_its_robust_start_data(
+        elbow, memory, window, chunk, wait):
+    """With memory the first update waits for FIRST_FIT s to fit (or the window)."""
+    config = IdentifyConfig(window=window, chunk=chunk, holdout=0.5, warmup=0.2,
+                            memory=memory)
+    ident = OnlineIdentifier(elbow, config)
+    h = elbow.model.timestep
+    ready_at = None
+    for k in range(int(round((wait + 2.0) / h))):
+        ident.add_encoders(k * h, [1.0], [0.0], [0.0])
+        ident.add_excitations([k * h], [np.full(6, 0.1)])
+        if ready_at is None and ident.ready():
+            ready_at = k * h
+    # the data counted start once the EMG covers the activation history before them
+    start = ident.history * h
+    assert ready_at == pytest.approx(start + wait + config.warmup, abs=1.5 * h)
 
 
 def test_online_identifier_refuses_invalid_candidates(elbow):
