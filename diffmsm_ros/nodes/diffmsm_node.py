@@ -145,12 +145,13 @@ class DiffMsmNode(Node):
             for kind, msg, info in taken:
                 self._read(kind, msg, info, now)
             answers = self.timeline.answer()
-        for out in answers:
-            if type(out) is Torque:
-                self.out_torque.publish(out.stamp, out.q, out.qd, out.torque)
-                self.out_muscles.publish(out.stamp, out.activation, out.fibre_velocity,
-                                         out.force)
-                self.latency.append(time.perf_counter() - started)
+        torques = [out for out in answers if type(out) is Torque]
+        # every torque first (what the controller waits for), then the muscle states
+        for out in torques:
+            self.out_torque.publish(out.stamp, out.q, out.qd, out.torque)
+            self.latency.append(time.perf_counter() - started)
+        for out in torques:
+            self.out_muscles.publish(out.stamp, out.activation, out.fibre_velocity, out.force)
 
     def _read(self, kind, msg, info, now):
         """Hand one sensor message to the time line; an unreadable one is counted there."""
