@@ -23,6 +23,7 @@ Printed per set-up: encoder samples, torques received, counted late / missing, R
 """
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -35,6 +36,28 @@ import numpy as np
 SETUPS = ('true', 'chunks', 'per_sample', 'raw')
 SEED = 1
 LAST = 20.0          # s at the end over which the live error is judged
+
+
+def local_dds():
+    """Keep DDS on this machine, on a domain of this run's own; JAX on the CPU."""
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
+    os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
+    os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+
+def received_rmse(torques, session, since):
+    """RMSE (% of the RMS true muscle torque) of {stamp: torque} from session time ``since``."""
+    from diffmsm_ros.session import record
+    stamps = np.array(sorted(torques))
+    t = (stamps - record.T0_NS) * 1e-9
+    h = session.t[1] - session.t[0]
+    k = np.round(t / h).astype(int)
+    on = (np.abs(t - k * h) < 1e-7) & (t >= since)      # stamps on MuJoCo's steps
+    est = np.array([torques[s][0] for s in stamps[on]])
+    true = np.asarray(session.tau_mus)[k[on], 0]
+    scale = np.sqrt(np.mean(np.asarray(session.tau_mus)[:, 0] ** 2))
+    return 100 * np.sqrt(np.mean((est - true) ** 2)) / scale
 
 
 def simulate(root, duration):
@@ -65,22 +88,16 @@ def simulate(root, duration):
     return truth, session, raw
 
 
-def run_setup(root, name, params, bag, session):
-    """Start the node, replay ``bag`` at real-time pace; return the figures."""
+@contextlib.contextmanager
+def live_node(pfile, log, name):
+    """Run the node (its own process) and a listener here; yield (this node, listener)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from diffmsm_ros.files import bags
-    from diffmsm_ros.nodes.client import Listener, start_node, stop_node, write_params
-    from diffmsm_ros.nodes.replay import BagReplayer
-    from diffmsm_ros.session import record
-    pfile = write_params(os.path.join(root, f'{name}.yaml'), params.pop('model.template'),
-                         os.path.join(root, f'{name}_model.yaml'),
-                         params.pop('emg.sample_rate'), params)
-    log = os.path.join(root, f'{name}.log')
+    from diffmsm_ros.nodes.client import Listener, start_node, stop_node
     proc = start_node(pfile, log)
     context = rclpy.Context()
-    rclpy.init(args=['torque_values', '--ros-args'], context=context)
-    node = rclpy.create_node(f'torque_values_{name}', context=context)
+    rclpy.init(args=[name, '--ros-args'], context=context)
+    node = rclpy.create_node(name, context=context)
     listener = Listener(node)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -88,6 +105,25 @@ def run_setup(root, name, params, bag, session):
     try:
         if not listener.ready.wait(600):
             raise RuntimeError(f'node not ready; see {log}')
+        yield node, listener
+    finally:
+        listener.close()
+        executor.shutdown()
+        node.destroy_node()
+        context.shutdown()
+        stop_node(proc)
+
+
+def run_setup(root, name, params, bag, session):
+    """Start the node, replay ``bag`` at real-time pace; return the figures."""
+    from diffmsm_ros.files import bags
+    from diffmsm_ros.nodes.client import write_params
+    from diffmsm_ros.nodes.replay import BagReplayer
+    pfile = write_params(os.path.join(root, f'{name}.yaml'), params.pop('model.template'),
+                         os.path.join(root, f'{name}_model.yaml'),
+                         params.pop('emg.sample_rate'), params)
+    log = os.path.join(root, f'{name}.log')
+    with live_node(pfile, log, f'torque_values_{name}') as (node, listener):
         BagReplayer(node, bag).play()
         total = sum(1 for _ in bags.read_bag(bag, ['/joint_states']))
         deadline = time.monotonic() + 30
@@ -103,28 +139,13 @@ def run_setup(root, name, params, bag, session):
         with listener.lock:
             got = dict(listener.torques)
             diag = dict(listener.diagnostics or {})
-    finally:
-        listener.close()
-        executor.shutdown()
-        node.destroy_node()
-        context.shutdown()
-        stop_node(proc)
-    stamps = np.array(sorted(got))
-    t = (stamps - record.T0_NS) * 1e-9
-    h = session.t[1] - session.t[0]
-    k = np.round(t / h).astype(int)
-    on = (np.abs(t - k * h) < 1e-7) & (t >= 0.5)
-    est = np.array([got[s][0] for s in stamps[on]])
-    true = np.asarray(session.tau_mus)[k[on], 0]
-    scale = np.sqrt(np.mean(np.asarray(session.tau_mus)[:, 0] ** 2))
-    late = t[on] >= session.t[-1] - LAST
     tq, ident = diag.get('diffmsm: torque', {}), diag.get('diffmsm: identifier', {})
     inputs = diag.get('diffmsm: inputs', {})
     return {'total': total, 'received': len(got),
             'late': int(float(tq.get('withheld_late', 0))),
             'gaps': int(float(tq.get('encoder_gaps', 0))),
-            'rmse': 100 * np.sqrt(np.mean((est - true) ** 2)) / scale,
-            'rmse_last': 100 * np.sqrt(np.mean((est - true)[late] ** 2)) / scale,
+            'rmse': received_rmse(got, session, 0.5),
+            'rmse_last': received_rmse(got, session, session.t[-1] - LAST),
             'updates': int(float(ident.get('updates', 0))),
             'accepted': int(float(ident.get('accepted', 0))),
             'dropped': int(float(ident.get('queue_dropped', 0))),
@@ -157,10 +178,7 @@ def main():
     parser.add_argument('--duration', type=float, default=90.0, help='s of session')
     parser.add_argument('--only', default=','.join(SETUPS), help='set-ups to run')
     args = parser.parse_args()
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
-    os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
-    os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+    local_dds()
     from diffmsm_ros import settings
     from diffmsm_ros.jax_setup import configure
     from diffmsm_ros.session import raw_emg, record
