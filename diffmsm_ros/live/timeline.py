@@ -18,9 +18,9 @@ with it (never less than one by one), at a fraction of the cost per sample.  In 
   middleware) is carried on from the newest encoder sample published before it (stamp
   plus the time since, at the rate stamps advance), so processing order and lag do not
   move it; a chunk of several samples is laid on a sample clock at the declared rate
-  (``EmgIntake.times``); so are samples sent one per message, at the declared rate when
-  the measured one agrees with it, at the measured rate when it does not and the stream is
-  steady (no messages lost), and at their own publish times otherwise;
+  (``EmgIntake.times``); so are samples sent one per message while their stream is
+  steady (next to no messages lost), at the declared rate when the measured one agrees
+  with it, else at the measured rate; otherwise they keep their own publish times;
 - compensates the raw-EMG envelope filter's lag (``EmgIntake.lag``) once, for both the
   torque path and the identifier: the envelope computed at t is the excitation at t - lag;
 - estimates velocity when the encoders send none (``CausalVelocity``);
@@ -60,7 +60,7 @@ NOISE_PERIOD = 1.0          # s of EMG between raw-EMG noise readings sent to th
 AGES = 2000                 # recent EMG ages (at encoder samples) kept for the status
 SPACINGS = 500              # recent one-sample EMG messages that give their sampling rate
 EDGE = 50                   # of those, at either end, among which the least late is taken
-STEADY = 0.1                # relative difference of that spacing from the measured period
+STEADY = 0.02               # relative difference of that spacing from the measured period
 CLOCK_CHECK = 100           # one-sample EMG messages between choices of their clock rate
 
 
@@ -242,26 +242,25 @@ class InputTimeline:
         Choose the clock rate (Hz) for EMG one sample per message (None: their own times).
 
         A sample's publish time is as late as its publisher was (a stall of a few ms
-        under load), so samples are laid on a clock as chunks are: at the declared rate
-        when the measured rate agrees with it; at the measured rate when it does not but
-        the stream is steady (the median spacing of recent messages is one period of it:
-        none lost, so the count gives the sampling rate); None until the rate is measured,
-        or when messages go missing and the rate cannot be told.  Chosen again every
+        under load), so samples of a steady stream are laid on a clock as chunks are
+        (steady: the median spacing of recent messages is one period of their rate, so
+        next to none are lost and the count gives the sampling rate): at the declared
+        rate when the measured one agrees with it, else at the measured rate.  None
+        until enough messages are in, or while messages go missing (a clock would put
+        every sample after a lost one a period early).  Chosen again every
         ``CLOCK_CHECK`` messages.
         """
         self.clock_check -= 1
         if self.clock_check > 0:
             return self.clock_rate
         self.clock_check = CLOCK_CHECK
-        meter = self.rates['emg']
-        measured, declared = meter.rate(), self.intake.rate
-        if not math.isfinite(measured):
+        steady, declared = self.rates['emg'].steady_rate(), self.intake.rate
+        if not math.isfinite(steady):
             self.clock_rate = None
-        elif abs(measured - declared) <= self.config.rate_tolerance * declared:
+        elif abs(steady - declared) <= self.config.rate_tolerance * declared:
             self.clock_rate = declared
         else:
-            steady = meter.steady_rate()
-            self.clock_rate = steady if math.isfinite(steady) else None
+            self.clock_rate = steady
         return self.clock_rate
 
     def on_emg_stamped(self, stamp_ns, samples):

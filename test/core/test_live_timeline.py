@@ -372,11 +372,13 @@ def test_one_sample_per_message_is_laid_on_a_sample_clock(paths, model, declared
     assert len(late) >= 0.99 * (4.0 - 2.0) / h
 
 
-def test_one_sample_per_message_with_messages_lost_keeps_their_own_times(paths, model):
-    """A third of the messages lost: the rate cannot be told, each sample keeps its time."""
+@pytest.mark.parametrize('declared, share', [(1000.0, 0.3), (500.0, 0.3), (500.0, 0.05)])
+def test_one_sample_per_message_with_messages_lost_keeps_their_own_times(paths, model,
+                                                                         declared, share):
+    """Messages lost: no clock (it would put a sample after a gap early), own times kept."""
     h = model.timestep
-    lost = np.random.default_rng(5).random(2000) < 0.3
-    timeline, sink = make_timeline(model, paths['plain'], {'emg.sample_rate': 1000.0})
+    lost = np.random.default_rng(5).random(2000) < share
+    timeline, sink = make_timeline(model, paths['plain'], {'emg.sample_rate': declared})
     feed(timeline, model, 4.0, emg_chunk=1, emg=lambda k: not lost[k])
     times = np.concatenate([t for t, _ in sink.excitations])
     np.testing.assert_allclose(times, np.round(times / h) * h, atol=1e-9)
