@@ -20,6 +20,7 @@ goal is missed.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -27,7 +28,9 @@ import threading
 import time
 
 import numpy as np
-from torque_values import live_node, local_dds, received_rmse   # python bench/...
+from torque_values import live_node, local_dds   # this folder (python bench/...); it puts
+#                                                 test/ (sessions: the tests' helpers) on
+#                                                 the path, imported after local_dds()
 
 LAST_MODEL_GOAL = 1.5      # % mean muscle error of the last published model
 STRENGTH_GOAL = 3.0        # % RMS strength error over the second half
@@ -85,22 +88,14 @@ def replay(root, bag):
     return models, torques, diag
 
 
-def muscle_values(model):
-    """Return (strengths, every muscle parameter) of a model as arrays."""
-    mus = model.muscles
-    force = np.asarray(mus.max_isometric_force, dtype=float)
-    return force, np.concatenate([force, np.asarray(mus.optimal_fiber_length, dtype=float),
-                                  np.asarray(mus.tendon_slack_length, dtype=float)])
-
-
 def errors(model, truth, factor, t):
     """Return (mean % error of the muscle parameters, % errors of the strengths) at t."""
-    force, values = muscle_values(model)
-    true_force, true_values = muscle_values(truth.model)
-    true_force = true_force * factor(t)
-    true_values = np.concatenate([true_force, true_values[len(true_force):]])
-    return (100 * np.mean(np.abs(values - true_values) / true_values),
-            100 * (force - true_force) / true_force)
+    from sessions import muscle_errors
+    mus = truth.model.muscles
+    tired = dataclasses.replace(mus, max_isometric_force=np.asarray(
+        mus.max_isometric_force) * factor(t))
+    err = muscle_errors(model, dataclasses.replace(truth.model, muscles=tired))
+    return float(err.mean()), err[0]
 
 
 def main():
@@ -149,7 +144,8 @@ def main():
             failures.append(f'last model {last:.2f} %')
         if not rms <= STRENGTH_GOAL:
             failures.append(f'strengths {rms:.2f} % RMS over the second half')
-    torque = received_rmse(torques, session, session.t[-1] - TORQUE_SPAN)
+    from sessions import relative_rmse
+    torque = relative_rmse(torques, session, session.t[-1] - TORQUE_SPAN)
     ident = diag.get('diffmsm: identifier', {})
     print(f'torque RMSE over the last {TORQUE_SPAN:.0f} s: {torque:.2f} % (goal '
           f'{TORQUE_GOAL} %); identifier updates {ident.get("accepted", "?")} accepted of '

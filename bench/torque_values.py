@@ -33,6 +33,9 @@ import time
 
 import numpy as np
 
+# the tests' helpers (test/sessions.py), imported where used: after local_dds()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test'))
+
 SETUPS = ('true', 'chunks', 'per_sample', 'raw')
 SEED = 1
 LAST = 20.0          # s at the end over which the live error is judged
@@ -44,20 +47,6 @@ def local_dds():
     os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
     os.environ.setdefault('ROS_DOMAIN_ID', str(100 + os.getpid() % 100))
     os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-
-
-def received_rmse(torques, session, since):
-    """RMSE (% of the RMS true muscle torque) of {stamp: torque} from session time ``since``."""
-    from diffmsm_ros.session import record
-    stamps = np.array(sorted(torques))
-    t = (stamps - record.T0_NS) * 1e-9
-    h = session.t[1] - session.t[0]
-    k = np.round(t / h).astype(int)
-    on = (np.abs(t - k * h) < 1e-7) & (t >= since)      # stamps on MuJoCo's steps
-    est = np.array([torques[s][0] for s in stamps[on]])
-    true = np.asarray(session.tau_mus)[k[on], 0]
-    scale = np.sqrt(np.mean(np.asarray(session.tau_mus)[:, 0] ** 2))
-    return 100 * np.sqrt(np.mean((est - true) ** 2)) / scale
 
 
 def simulate(root, duration):
@@ -119,6 +108,7 @@ def run_setup(root, name, params, bag, session):
     from diffmsm_ros.files import bags
     from diffmsm_ros.nodes.client import write_params
     from diffmsm_ros.nodes.replay import BagReplayer
+    from sessions import relative_rmse
     pfile = write_params(os.path.join(root, f'{name}.yaml'), params.pop('model.template'),
                          os.path.join(root, f'{name}_model.yaml'),
                          params.pop('emg.sample_rate'), params)
@@ -144,8 +134,8 @@ def run_setup(root, name, params, bag, session):
     return {'total': total, 'received': len(got),
             'late': int(float(tq.get('withheld_late', 0))),
             'gaps': int(float(tq.get('encoder_gaps', 0))),
-            'rmse': received_rmse(got, session, 0.5),
-            'rmse_last': received_rmse(got, session, session.t[-1] - LAST),
+            'rmse': relative_rmse(got, session, 0.5),
+            'rmse_last': relative_rmse(got, session, session.t[-1] - LAST),
             'updates': int(float(ident.get('updates', 0))),
             'accepted': int(float(ident.get('accepted', 0))),
             'dropped': int(float(ident.get('queue_dropped', 0))),

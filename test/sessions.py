@@ -38,6 +38,24 @@ def rms(x, axis=None):
     return np.sqrt(np.mean(np.square(x), axis=axis))
 
 
+def true_torque(session, stamps):
+    """Return MuJoCo's muscle torque at the stamps (ns) on its steps (and which those are)."""
+    t = (np.asarray(stamps) - record.T0_NS) * 1e-9
+    h = session.t[1] - session.t[0]
+    k = np.round(t / h).astype(int)
+    on = np.abs(t - k * h) < 1e-7
+    return np.asarray(session.tau_mus)[k[on], 0], on
+
+
+def relative_rmse(got, session, skip=0.5):
+    """RMSE of torques {stamp ns: torque} against MuJoCo's, % of its RMS, after ``skip`` s."""
+    stamps = np.array(sorted(got))
+    keep = stamps >= record.T0_NS + skip * 1e9
+    true, on = true_torque(session, stamps[keep])
+    est = np.array([got[s][0] for s in stamps[keep][on]])
+    return 100 * rms(est - true) / rms(np.asarray(session.tau_mus)[:, 0])
+
+
 def envelope_values(model):
     """Return node settings for envelope EMG at the model rate (the recordings below)."""
     values = settings.defaults()

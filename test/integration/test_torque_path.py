@@ -29,6 +29,7 @@ import jax
 import numpy as np
 import pytest
 from ros2_tools import wait_until
+from sessions import relative_rmse
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.mujoco]
 
@@ -123,25 +124,6 @@ class Client:
         self.context.shutdown()
         code = stop_node(self.proc)
         assert code == 0, open(self.log).read()[-3000:]
-
-
-def true_torque(session, stamps):
-    """Return MuJoCo's muscle torque at the stamps on its steps (and which those are)."""
-    t = (np.asarray(stamps) - record.T0_NS) * 1e-9
-    h = session.t[1] - session.t[0]
-    k = np.round(t / h).astype(int)
-    on = np.abs(t - k * h) < 1e-7
-    return np.asarray(session.tau_mus)[k[on], 0], on
-
-
-def relative_rmse(got, session, skip=0.5):
-    """RMSE of received torques against MuJoCo's, % of its RMS (after ``skip`` s)."""
-    stamps = np.array(sorted(got))
-    keep = stamps >= record.T0_NS + skip * 1e9
-    true, on = true_torque(session, stamps[keep])
-    est = np.array([got[s][0] for s in stamps[keep][on]])
-    return 100 * np.sqrt(np.mean((est - true) ** 2)) / np.sqrt(np.mean(
-        np.asarray(session.tau_mus)[:, 0] ** 2))
 
 
 def assert_accounted(got, counted, answered=ANSWERED):
