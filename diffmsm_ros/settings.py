@@ -98,6 +98,10 @@ SPECS = {
                                    low=1e-7, high=0.1, read_only=True),
     'identification.prior_std': Spec(1.0, 'template prior spread, normalised units',
                                      low=1e-3, high=1e3, read_only=True),
+    'identification.corrected_fit': Spec(
+        False, 'raw EMG, diffmsm identify: fit the muscles on the whole session by the '
+        'equation error corrected for the envelope error, instead of the shooting fit',
+        read_only=True),
     'identification.memory': Spec(True, 'carry what earlier data determined into every '
                                   'update (an arrival cost) instead of the template prior',
                                   read_only=True),
@@ -213,6 +217,7 @@ def identify_config(values):
     kwargs['excitation_noise'] = noise if noise >= 0 else (0.2 if raw else 0.0)
     kwargs['excitation_terms'] = 2 if raw else 1
     kwargs['memory'] = values['identification.memory']
+    kwargs['corrected_fit'] = values['identification.corrected_fit']
     kwargs['drift'] = {kind: values[f'identification.drift.{kind}']
                        for kind in DEFAULT_DRIFT}
     kwargs['parameters'] = {

@@ -26,6 +26,7 @@ class IdentifyConfig:
     excitation_terms: int = 1       # 1: a gain per muscle and segment, 2: gain and trend
     prior_std: float = 1.0      # template prior, in normalised units (0.1 is about 10 %)
     memory: bool = True         # carry what older data determined (an arrival cost)
+    corrected_fit: bool = False     # raw EMG offline: the corrected equation-error fit
     drift: dict = dataclasses.field(      # random walk per parameter kind, % per sqrt(min)
         default_factory=lambda: dict(params.DEFAULT_DRIFT))
     iterations: int = 3         # LM iterations per online update

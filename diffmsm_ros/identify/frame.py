@@ -11,7 +11,8 @@ compiles nothing in the same process, and hits the persistent compilation cache 
 import dataclasses
 
 from diffmsm_ros import traced
-from diffmsm_ros.identify import envelope_information, params, residuals, solvers, uncertainty
+from diffmsm_ros.identify import (corrected, envelope_information, params, residuals, solvers,
+                                  uncertainty)
 from diffmsm_ros.model.subject import SubjectModel
 import jax
 import jax.numpy as jnp
@@ -111,3 +112,15 @@ envelope_info = traced.jit(
     lambda frame, z, win, qdd, density: envelope_information.information(
         frame.model_at, z, win, qdd, density, stride=EQUATION_STRIDE),
     name='frame.envelope_info', static=EQUATION_STRIDE)
+corrected_whitening = traced.jit(
+    lambda frame, z, win, qdd, density: corrected.whitening(
+        frame.model_at(z), win, qdd, density, EQUATION_STRIDE),
+    name='frame.corrected_whitening', static=(EQUATION_STRIDE, corrected.FLOOR))
+corrected_normal = traced.jit(
+    lambda frame, z, win, qdd, scale, c: corrected.normal_equations(
+        frame.model_at, z, win, qdd, scale, c, EQUATION_STRIDE),
+    name='frame.corrected_normal', static=EQUATION_STRIDE)
+corrected_cost = traced.jit(
+    lambda frame, z, win, qdd, scale, c: corrected.objective(
+        frame.model_at, z, win, qdd, scale, c, EQUATION_STRIDE),
+    name='frame.corrected_cost', static=EQUATION_STRIDE)

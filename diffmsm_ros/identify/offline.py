@@ -189,10 +189,18 @@ def identify_recording(template, recording, config, emg_config, progress=None, o
     wins = split_windows(win, ident.fit_steps, ident.warmup_steps)
     problem = ident.problem
     started = time.monotonic()
-    # from where the online identifier got to, through the robust start on all the data:
-    # one model for the whole session (with drift, what it held on average; the history
-    # holds where the online identifier followed it)
-    z, costs = problem.solve(ident.z, wins, restarts=1, bone_starts=(), escapes=())
+    if envelope_noise is not None and config.corrected_fit:
+        # raw EMG: the muscles by the fit corrected for the envelope's error, from the
+        # template, the bones kept at the template's (identify/corrected.py)
+        z, costs = problem.corrected_fit(np.zeros(problem.space.size), wins, envelope_noise,
+                                         emg_config.lowpass)
+        final_fit = 'corrected equation error (raw EMG)'
+    else:
+        # from where the online identifier got to, through the robust start on all the
+        # data: one model for the whole session (with drift, what it held on average; the
+        # history holds where the online identifier followed it)
+        z, costs = problem.solve(ident.z, wins, restarts=1, bone_starts=(), escapes=())
+        final_fit = 'shooting'
     if problem.unphysical(z) and not problem.unphysical(ident.z):
         # weakly determined inertia drifted out of physical bodies, which a model file
         # cannot hold: fit again from the online model with every step kept physical
@@ -202,7 +210,8 @@ def identify_recording(template, recording, config, emg_config, progress=None, o
                                external_torque=external_torque_rms(wins), scores=scores,
                                wins=wins, envelope_noise=envelope_noise)
     summary = dict(ident.identification_summary())
-    summary.update({'window': float(grid[-1] - grid[0]), 'final_fit_iterations': len(costs) - 1,
+    summary.update({'window': float(grid[-1] - grid[0]), 'final_fit': final_fit,
+                    'final_fit_iterations': len(costs) - 1,
                     'final_fit_seconds': time.monotonic() - started,
                     'loss': problem.mean_cost(half, wins),
                     'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')})

@@ -7,8 +7,8 @@ compiled pieces live in ``frame.py``: once per process, model structure and wind
 
 import functools
 
-from diffmsm_ros.identify import (decompose, frame, params, posterior, residuals, solvers,
-                                  uncertainty)
+from diffmsm_ros.identify import (corrected, decompose, frame, params, posterior, residuals,
+                                  solvers, uncertainty)
 from diffmsm_ros.identify.config import IdentifyConfig
 from diffmsm_ros.model.skeleton import inertia_matrix as skeleton_inertia_matrix
 import jax.numpy as jnp
@@ -357,6 +357,48 @@ class Problem:
             if not state.accepted:
                 break
         return np.asarray(state.z)
+
+    def corrected_fit(self, z0, wins, density, lowpass, prior=None):
+        """
+        Raw EMG: the muscle parameters by the corrected equation-error fit (``corrected``).
+
+        ``density`` is the envelope noise S0 per muscle (1/Hz), ``lowpass`` the envelope
+        low-pass (Hz).  Returns (z, objective after each round); the rest of z stays at z0.
+        """
+        wins = _as_list(wins)
+        accs = [decompose.smoothed_acceleration(w) for w in wins]
+        density = jnp.asarray(density, dtype=jnp.float64)
+        variance = corrected.activation_variance(self.model_at(jnp.asarray(z0)), wins,
+                                                 density, lowpass)
+        mask = self.space.mask(lambda e: e.section == 'muscles')
+        prior = self.belief(prior)
+        z, objectives = np.asarray(z0, dtype=float), []
+        for share in corrected.RAMP:
+            zz = jnp.asarray(z)
+            scales = [frame.corrected_whitening(self.frame, zz, w, a, density)
+                      for w, a in zip(wins, accs)]
+            c = jnp.asarray(share * variance / (1.0 + variance))
+            terms = list(zip(wins, accs, scales))
+
+            def normal(z_try):
+                z_try = jnp.asarray(z_try, dtype=jnp.float64)
+                parts = [frame.corrected_normal(self.frame, z_try, *t, c) for t in terms]
+                return tuple(sum(np.asarray(p[i]) for p in parts) for i in range(3))
+
+            def cost(z_try):
+                z_try = jnp.asarray(z_try, dtype=jnp.float64)
+                return sum(float(frame.corrected_cost(self.frame, z_try, *t, c))
+                           for t in terms)
+
+            state, rejected = solvers.lm_init(cost, z, prior), 0
+            for _ in range(corrected.ITERATIONS):
+                state = self._masked_iteration(state, normal, cost, prior, mask)
+                rejected = 0 if state.accepted else rejected + 1
+                if rejected >= corrected.REJECTED:
+                    break
+            z = np.asarray(state.z)
+            objectives.append(float(state.cost))
+        return z, objectives
 
     def solve(self, z0, wins, prior=None, iterations=None, restarts=4,
               noise_level=NOISE_LEVEL, bone_starts=BONE_STARTS, escapes=ESCAPES):
