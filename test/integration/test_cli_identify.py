@@ -6,6 +6,7 @@ import sys
 from diffmsm_ros import settings
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.session import record
+import numpy as np
 import pytest
 from sessions import muscle_errors, MUSCLE_FIELDS
 
@@ -69,3 +70,30 @@ def test_cli_identify_missing_bag(tmp_path):
     assert f'diffmsm identify: error: no bag at {missing}' in done.stderr
     assert 'Traceback' not in done.stderr
     assert not (tmp_path / 'M.yaml').exists()
+
+
+@pytest.mark.slow
+def test_cli_identify_raw_with_the_corrected_fit(tmp_path, elbow):
+    # identification.corrected_fit: the muscles by the corrected equation-error fit over the
+    # whole session, the bones kept at the template's; the model says which fit made it
+    session = tmp_path / 'raw'
+    done = diffmsm('simulate', '--out', session, '--duration', CLI_SESSION, '--emg', 'raw',
+                   '--seed', 2)
+    assert done.returncode == 0, done.stderr
+    text = (session / 'params.yaml').read_text()
+    params = tmp_path / 'params.yaml'
+    params.write_text(text.replace('    emg:\n', '    identification:\n'
+                                   '      corrected_fit: true\n    emg:\n', 1))
+    assert settings.load_file(str(params))['identification.corrected_fit'] is True
+    out = tmp_path / 'M.yaml'
+    done = diffmsm('identify', session / 'bag', '--template', 'elbow', '--out', out,
+                   '--params-file', params, '--quiet')
+    assert done.returncode == 0, done.stderr
+    model = modelfile.load(out)
+    modelfile.check_compatible(model, elbow)
+    assert model.identification['final_fit'].startswith('corrected')
+    bones, template = model.model.skeleton, elbow.model.skeleton
+    assert np.allclose(np.asarray(bones.mass), np.asarray(template.mass))
+    forces = np.asarray(model.model.muscles.max_isometric_force)
+    assert np.all(np.isfinite(forces)) and not np.allclose(
+        forces, np.asarray(elbow.model.muscles.max_isometric_force))
