@@ -92,3 +92,29 @@ def head(recording, seconds):
                                position=recording.position[j], velocity=recording.velocity[j],
                                effort=recording.effort[j], emg_t=recording.emg_t[e],
                                emg=recording.emg[e])
+
+
+def balanced_window(model, seconds, rng, base, spread, history=100):
+    """
+    Return (window, qdd): a 0.5 Hz swing whose exo torque balances the equation exactly.
+
+    The EMG is smooth noise in [base, base + spread]; without noise added to it, the
+    equation error of ``model`` is zero at every sample.
+    """
+    import jax.numpy as jnp
+    from diffmsm_ros.identify import envelope_information
+    from diffmsm_ros.identify.window import from_arrays
+    h = model.timestep
+    steps = int(seconds / h)
+    t = np.arange(steps) * h
+    lo, hi = np.asarray(model.skeleton.joint_range)[0]
+    mid, amp = 0.5 * (lo + hi), 0.3 * (hi - lo)
+    q = (mid + amp * np.sin(2 * np.pi * 0.5 * t))[:, None]
+    qd = (amp * np.pi * np.cos(2 * np.pi * 0.5 * t))[:, None]
+    qdd = jnp.asarray((-amp * np.pi ** 2 * np.sin(2 * np.pi * 0.5 * t))[:, None])
+    t_emg = np.arange(steps + history) * h
+    emg = base + spread * (0.5 + 0.5 * synth.smooth_noise(t_emg, model.n_muscles, 0.1, 1.0,
+                                                          rng))
+    err0, _ = envelope_information.equation_parts(
+        model, from_arrays(q, np.zeros_like(q), emg, h, qd=qd, history=history), qdd, 1)
+    return from_arrays(q, -np.asarray(err0), emg, h, qd=qd, history=history), qdd

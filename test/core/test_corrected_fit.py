@@ -2,15 +2,14 @@
 
 import dataclasses
 
-from diffmsm_ros.identify import corrected, envelope_information
+from diffmsm_ros.identify import corrected
 from diffmsm_ros.identify.problem import IdentifyConfig, Problem
-from diffmsm_ros.identify.window import from_arrays
-from diffmsm_ros.session import synth
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import signal
+from sessions import balanced_window
 
 SEEDS = range(3)
 DENSITY = 1.3e-3      # 1/Hz: a 20-450 Hz carrier through the 6 Hz low-pass (about 9 % RMS)
@@ -23,21 +22,7 @@ STRIDE = 4
 def setting(elbow):
     """Build a 6 s movement whose exo torque balances the equation with the clean EMG."""
     problem = Problem(elbow, IdentifyConfig(window=6.0, holdout=0.5))
-    model = elbow.model
-    h = model.timestep
-    steps, history = int(6.0 / h), 100
-    t = np.arange(steps) * h
-    lo, hi = np.asarray(model.skeleton.joint_range)[0]
-    mid, amp = 0.5 * (lo + hi), 0.3 * (hi - lo)
-    q = (mid + amp * np.sin(2 * np.pi * 0.5 * t))[:, None]
-    qd = (amp * np.pi * np.cos(2 * np.pi * 0.5 * t))[:, None]
-    qdd = jnp.asarray((-amp * np.pi ** 2 * np.sin(2 * np.pi * 0.5 * t))[:, None])
-    rng = np.random.default_rng(7)
-    t_emg = np.arange(steps + history) * h
-    emg = 0.1 + 0.3 * (0.5 + 0.5 * synth.smooth_noise(t_emg, model.n_muscles, 0.1, 1.0, rng))
-    err0, _ = envelope_information.equation_parts(
-        model, from_arrays(q, np.zeros_like(q), emg, h, qd=qd, history=history), qdd, 1)
-    win = from_arrays(q, -np.asarray(err0), emg, h, qd=qd, history=history)
+    win, qdd = balanced_window(elbow.model, 6.0, np.random.default_rng(7), 0.1, 0.3)
     return problem, win, qdd
 
 

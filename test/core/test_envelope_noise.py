@@ -5,12 +5,12 @@ import dataclasses
 from diffmsm_ros.emg.envelope import EnvelopeFilter
 from diffmsm_ros.identify import envelope_information
 from diffmsm_ros.identify.problem import IdentifyConfig, Problem
-from diffmsm_ros.identify.window import from_arrays
 from diffmsm_ros.session import raw_emg, synth
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sessions import balanced_window
 
 RATE = 2000.0
 
@@ -66,21 +66,11 @@ def test_envelope_information_matches_the_spread_of_estimates(elbow):
         window=4.0, holdout=0.5, parameters={'muscles': ['max_isometric_force']}))
     model = elbow.model
     h = model.timestep
-    steps, history = int(4.0 / h), 100
-    t = np.arange(steps) * h
-    lo, hi = np.asarray(model.skeleton.joint_range)[0]
-    mid, amp = 0.5 * (lo + hi), 0.3 * (hi - lo)
-    q = (mid + amp * np.sin(2 * np.pi * 0.5 * t))[:, None]
-    qd = (amp * np.pi * np.cos(2 * np.pi * 0.5 * t))[:, None]
-    qdd = jnp.asarray((-amp * np.pi ** 2 * np.sin(2 * np.pi * 0.5 * t))[:, None])
     rng = np.random.default_rng(4)
-    t_emg = np.arange(steps + history) * h
-    emg = 0.2 + 0.3 * (0.5 + 0.5 * synth.smooth_noise(t_emg, model.n_muscles, 0.1, 1.0, rng))
-    stride = 4
     # the exo torque balances the equation exactly without noise
-    err0, _ = envelope_information.equation_parts(
-        model, from_arrays(q, np.zeros_like(q), emg, h, qd=qd, history=history), qdd, 1)
-    win = from_arrays(q, -np.asarray(err0), emg, h, qd=qd, history=history)
+    win, qdd = balanced_window(model, 4.0, rng, 0.2, 0.3)
+    emg = np.asarray(win.emg)
+    stride = 4
     z0 = jnp.zeros(problem.space.size)
     densities = np.full(model.n_muscles, density)
     info = np.asarray(envelope_information.information(problem.model_at, z0, win, qdd,
