@@ -20,10 +20,10 @@ COUNTERS = ('encoder_samples', 'published', 'withheld_late', 'encoder_gaps', 'wi
             'withheld_no_emg')
 
 
-def counters(listener, status='diffmsm: torque'):
-    """Return the node's torque counters from a fresh /diagnostics (two messages later)."""
+def counters(listener, status='diffmsm: torque', fresh=2):
+    """Return the node's torque counters from a /diagnostics sent ``fresh`` or more later."""
     seen = listener.diagnostics_count
-    assert wait_until(lambda: listener.diagnostics_count >= seen + 2, 10.0)
+    assert wait_until(lambda: listener.diagnostics_count >= seen + fresh, 10.0)
     with listener.lock:
         diag = dict(listener.diagnostics or {})
     return {k: int(float(v)) for k, v in diag[status].items() if k in COUNTERS}
@@ -36,17 +36,17 @@ def replayed(listener, total, play):
     ``torques``: the (stamp, effort) pairs the listener received meanwhile; ``counted``:
     the node's counters over the replay (with ``total``), read once it saw every sample.
     """
-    before = counters(listener)
+    before = counters(listener, fresh=1)
     with listener.lock:
         start = len(listener.torques)
     play()
 
     def seen():
-        now = counters(listener)
+        now = counters(listener, fresh=1)
         return now['encoder_samples'] + now['encoder_gaps'] - before['encoder_samples'] - \
             before['encoder_gaps'] >= total
 
-    assert wait_until(seen, 30.0), 'the node did not see the whole replay'
+    assert wait_until(seen, 30.0, interval=0.5), 'the node did not see the whole replay'
     after = counters(listener)
     counted = {k: after[k] - before[k] for k in after}
     counted['total'] = total

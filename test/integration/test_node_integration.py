@@ -10,6 +10,7 @@ import os
 import threading
 import typing
 
+import accounting
 from diffmsm_ros.files import bags, modelfile
 from diffmsm_ros.identify import params
 from diffmsm_ros.nodes.client import call_set_bool, call_trigger, Listener, start_node, stop_node
@@ -99,11 +100,6 @@ def encoder_stamps(bag):
     return np.array(stamps), first_emg
 
 
-def received_after(listener, start):
-    with listener.lock:
-        return [s for s, _ in listener.torques[start:]]
-
-
 def diag_value(listener, status, key):
     with listener.lock:
         diag = listener.diagnostics or {}
@@ -159,17 +155,7 @@ def muscle_error(sf, truth, template):
     return float(np.mean(np.abs(a - t) / np.abs(t))) * 100
 
 
-COUNTED = ('encoder_samples', 'published', 'withheld_late', 'withheld_stale', 'encoder_gaps')
 ANSWERED = 0.95     # fraction of the encoder samples that must get a torque, even under load
-
-
-def torque_counts(listener, fresh=2):
-    """Return the node's torque counters from a /diagnostics sent ``fresh`` or more later."""
-    seen = listener.diagnostics_count
-    assert wait_until(lambda: listener.diagnostics_count >= seen + fresh, 10.0)
-    with listener.lock:
-        values = dict((listener.diagnostics or {}).get('diffmsm: torque', {}))
-    return {k: int(float(values.get(k, 0))) for k in COUNTED}
 
 
 class Replay(typing.NamedTuple):
@@ -189,25 +175,11 @@ def check_every_sample(live, bag, rate=1.0):
     of a sample and an EMG chunk recorded at the same instant is handled first is up to
     DDS, so the samples up to ``BOUNDARY`` before the first chunk may go either way.
     """
-    listener = live['listener']
     stamps, first_emg = encoder_stamps(bag)
-    expected = stamps[stamps > first_emg]
-    before = torque_counts(listener, fresh=1)
-    with listener.lock:
-        start = len(listener.torques)
-    replay(live['node'], bag, rate)
-
-    def seen_all():
-        now = torque_counts(listener, fresh=1)
-        return now['encoder_samples'] + now['encoder_gaps'] - before['encoder_samples'] \
-            - before['encoder_gaps'] >= len(stamps)
-
-    assert wait_until(seen_all, 30.0, interval=0.5), 'the node did not see the whole replay'
-    after = torque_counts(listener)
-    counted = {k: after[k] - before[k] for k in COUNTED}
-    assert wait_until(lambda: len(received_after(listener, start)) >= counted['published'],
-                      10.0)
-    return Replay(np.array(received_after(listener, start)), expected, first_emg, counted)
+    torques, counted = accounting.replayed(live['listener'], len(stamps),
+                                           lambda: replay(live['node'], bag, rate))
+    got = np.array([stamp for stamp, _ in torques])
+    return Replay(got, stamps[stamps > first_emg], first_emg, counted)
 
 
 BOUNDARY = 20_000_000   # ns
