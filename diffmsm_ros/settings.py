@@ -99,8 +99,12 @@ SPECS = {
     'identification.prior_std': Spec(1.0, 'template prior spread, normalised units',
                                      low=1e-3, high=1e3, read_only=True),
     'identification.corrected_fit': Spec(
-        False, 'raw EMG, diffmsm identify: fit the muscles on the whole session by the '
-        'equation error corrected for the envelope error, instead of the shooting fit',
+        True, 'raw EMG, diffmsm identify: fit the muscles on the whole session by the '
+        'equation error corrected for the envelope error (false: the shooting fit)',
+        read_only=True),
+    'identification.length_prior': Spec(
+        0.2, "raw EMG, the corrected fit: relative 1-sigma of the template's fibre and "
+        'tendon slack lengths (a prior about the template)', low=0.01, high=10.0,
         read_only=True),
     'identification.memory': Spec(True, 'carry what earlier data determined into every '
                                   'update (an arrival cost) instead of the template prior',
@@ -208,7 +212,7 @@ def load_file(path, node_name=NODE_NAME):
 def identify_config(values):
     """Build an IdentifyConfig from flat parameter values."""
     names = ('window', 'chunk', 'period', 'holdout', 'warmup', 'iterations', 'sigma_q',
-             'prior_std')
+             'prior_std', 'length_prior')
     kwargs = {n: values[f'identification.{n}'] for n in names}
     raw = values['emg.kind'] == 'raw'
     segment = values['identification.segment']

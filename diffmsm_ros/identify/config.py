@@ -26,7 +26,8 @@ class IdentifyConfig:
     excitation_terms: int = 1       # 1: a gain per muscle and segment, 2: gain and trend
     prior_std: float = 1.0      # template prior, in normalised units (0.1 is about 10 %)
     memory: bool = True         # carry what older data determined (an arrival cost)
-    corrected_fit: bool = False     # raw EMG offline: the corrected equation-error fit
+    corrected_fit: bool = True      # raw EMG offline: the corrected equation-error fit
+    length_prior: float = 0.2   # the corrected fit's relative 1-sigma of template lengths
     drift: dict = dataclasses.field(      # random walk per parameter kind, % per sqrt(min)
         default_factory=lambda: dict(params.DEFAULT_DRIFT))
     iterations: int = 3         # LM iterations per online update
@@ -50,7 +51,8 @@ class IdentifyConfig:
         return cfg
 
     def validate(self):
-        for name in ('window', 'period', 'segment', 'sigma_q', 'sigma_qd', 'prior_std'):
+        for name in ('window', 'period', 'segment', 'sigma_q', 'sigma_qd', 'prior_std',
+                     'length_prior'):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f'identification.{name} must be a positive number')

@@ -15,12 +15,24 @@ the noise-free one (a corrected score):
 
     Q(z) = 1/2 sum_t |W_t e_t|^2 - 1/2 sum_t sum_m c_m |W_t T_m,t|^2,  c_m = s_m^2 / (1 + s_m^2)
 
-With it the same session ended 8.8 % off from the template (7.3 % from the truth), the
-strengths within 1-8 %; the Cramer-Rao mean 1-sigma of those 15 minutes is 7.9 %.  It is
-not the default (``identification.corrected_fit``): on a second session of the same kind
-the fit from the template fell into a wrong valley (about 50 % off, the triceps' lengths at
-their bounds), though started at the truth it ended 8.3 % off with a far lower objective.
-The starts, not the objective, are what is missing.
+Started at the truth, the same session then ends 7.3 % off, the strengths within 0.1-1.3 %;
+the Cramer-Rao mean 1-sigma of those 15 minutes is 7.9 %.
+
+The objective has wrong valleys, and from the template a fit falls into them (on two of
+four 15-minute sessions, 40-50 % off, the triceps' lengths at their bounds, though the
+truth's valley is far lower).  ``Problem.corrected_fit`` finds the start on every
+``COARSE``-th window and then fits on all of them:
+
+1. a coordinate scan of the plain weighted objective (``coordinate_scan``: each muscle
+   coordinate over a grid of its box, the others held, two sweeps);
+2. LM rounds with the correction brought in (c times ``RAMP``: Q is not convex far from
+   its minimum; started at the template it walked off to 13.9 %);
+3. an escape: each muscle put back at the template in turn and fitted again, kept when Q
+   drops (a wrong valley holds a muscle's three parameters together);
+4. ``FINE`` rounds on every window.
+
+The prior holds the fibre and tendon slack lengths to ``identification.length_prior``
+(relative, 20 %) about the template; the triceps' lengths are weakly determined by raw EMG.
 
 - W_t whitens by the envelope noise V_t = sum_m S0_m T_m T_m^T (plus a small floor, so that
   moments with every muscle quiet do not dominate), held for one round of the fit.
@@ -28,9 +40,6 @@ The starts, not the objective, are what is missing.
   model's activation dynamics with and without a draw of the envelope noise (its density
   S0 through the envelope low-pass; a fixed seed).  The activation's low-pass takes the
   envelope's 9.3 % RMS error to about 7.9 %.
-- Q is not convex far from its minimum: started at the template it walked off to 13.9 %,
-  with a strength 69 % high.  The correction is brought in over rounds, c times ``RAMP``,
-  from the plain weighted fit's minimum.
 - Only the muscle parameters are fitted.  Bones enter the motion the encoders measure, not
   the EMG, but left free here they wandered off (28 % muscle error), so they stay where the
   fit starts.
@@ -45,8 +54,13 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import signal
 
-RAMP = (0.0, 0.5, 1.0, 1.0)   # share of the correction in each round of the fit
-ITERATIONS = 30               # LM iterations per round at most
+RAMP = (0.0, 0.5, 1.0, 1.0)   # share of the correction in each coarse round
+FINE = (1.0, 1.0)             # ... in each round on every window, after the coarse ones
+COARSE = 4                    # the start (scan and coarse rounds) reads every 4th window
+SCAN_POINTS = 15              # values per strength or fibre length coordinate in the scan
+SCAN_SLACK_POINTS = 25        # values per slack length coordinate (a wider box)
+SCAN_SWEEPS = 2               # passes of the scan over the coordinates
+ITERATIONS = 60               # LM iterations per round at most
 REJECTED = 3                  # consecutive rejected LM steps that end a round
 FLOOR = 1e-3                  # of the mean noise variance, added to every moment's
 NOISE_WINDOWS = 40            # windows of the session read for the activation noise
@@ -90,6 +104,27 @@ def normal_equations(model_of, z, win, qdd, scale, c, stride):
     hess = flat.T @ flat - jnp.einsum('simp,simq,m->pq', jt, jt, c)
     grad = flat.T @ e.reshape(-1) - jnp.einsum('simp,sim,m->p', jt, t, c)
     return hess, grad, 0.5 * jnp.sum(e * e) - 0.5 * jnp.einsum('sim,sim,m->', t, t, c)
+
+
+def coordinate_scan(cost, z, grids, project, sweeps=SCAN_SWEEPS):
+    """
+    Move z (numpy) to the lowest ``cost`` one coordinate at a time; return (z, cost).
+
+    ``grids``: pairs (coordinate, values); each value is tried with the others held (through
+    ``project``), and kept when it lowers the cost; ``sweeps`` passes over all of them.
+    """
+    z = np.asarray(z, dtype=float)
+    best = cost(z)
+    for _ in range(sweeps):
+        for k, values in grids:
+            for value in values:
+                trial = z.copy()
+                trial[k] = value
+                trial = project(trial)
+                c = cost(trial)
+                if c < best:
+                    z, best = trial, c
+    return z, best
 
 
 def activation_variance(model, wins, density, lowpass, order=2):

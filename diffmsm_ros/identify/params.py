@@ -182,6 +182,25 @@ class ParamSpace:
             out.append((k, k_l0, l0, c, (l_ref - hi) / l0, (l_ref - lo) / l0))
         return out
 
+    def length_std(self, relative):
+        """
+        1-sigma (z units) per coordinate for a relative 1-sigma of each length (numpy [P]).
+
+        ``relative`` applies to optimal fibre and tendon slack lengths at the template; other
+        coordinates get nan.  A fibre length's coordinate is log(L0 / L0_ref), so its
+        1-sigma is ``relative``; a slack length's is the normalised fibre length at l_ref,
+        c = (l_ref - slack) / L0, in units of ``scale``, which a relative change r of the
+        slack moves by r slack / L0.
+        """
+        std = np.full(self.size, np.nan)
+        for k, entry in enumerate(self.entries):
+            if entry.field == 'optimal_fiber_length':
+                std[k] = relative
+        for k, k_l0, l0_fixed, l_ref, _, _ in self.tendons:
+            l0 = self.reference[k_l0] if k_l0 >= 0 else l0_fixed
+            std[k] = relative * (l_ref / l0 - self.reference[k]) / self.scale[k]
+        return std
+
     def scale_first_moments(self, z, factor):
         """Return z (numpy) with every barycentric segment's first moment m c times ``factor``."""
         z = np.array(z, dtype=float)

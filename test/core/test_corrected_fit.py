@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from diffmsm_ros.identify import corrected
+from diffmsm_ros.identify import corrected, solvers
 from diffmsm_ros.identify.problem import IdentifyConfig, Problem
 import jax
 import jax.numpy as jnp
@@ -67,3 +67,82 @@ def test_corrected_objective_is_unbiased_where_the_plain_one_is_not(setting, see
     # draws.  One variance per muscle leaves out that the activation's relative error varies
     # with its level and direction, and its mean (+1.6 % on a MuJoCo session)
     assert abs(fixed - clean) < 0.5 * (plain - clean) + 4 * spread
+
+
+def test_coordinate_scan_finds_the_grid_minimum_of_a_separable_cost():
+    target = np.array([0.25, -0.5, 1.0])
+    grids = [(k, np.linspace(-1.0, 1.0, 9)) for k in range(3)]
+
+    def cost(z):
+        return float(np.sum((np.asarray(z) - target) ** 2))
+
+    z, best = corrected.coordinate_scan(cost, np.zeros(3), grids, lambda z: z, sweeps=1)
+    np.testing.assert_allclose(z, target)
+    assert best == pytest.approx(0.0)
+    # a value the projection refuses is never kept: clipped at 0.5, the best is 0.5
+    z, _ = corrected.coordinate_scan(cost, np.zeros(3), grids,
+                                     lambda z: np.minimum(z, 0.5), sweeps=1)
+    np.testing.assert_allclose(z, [0.25, -0.5, 0.5])
+
+
+def test_length_prior_is_relative_to_each_length(elbow):
+    # one 1-sigma step of a coordinate moves its length by the stated relative amount
+    problem = Problem(elbow, IdentifyConfig())
+    space = problem.space
+    relative = 0.2
+    std = space.length_std(relative)
+    muscles = elbow.model.muscles
+    for k, entry in enumerate(space.entries):
+        if entry.field not in ('optimal_fiber_length', 'tendon_slack_length'):
+            assert np.isnan(std[k])
+            continue
+        z = np.zeros(space.size)
+        z[k] = std[k]
+        moved = problem.model_of(jnp.asarray(z)).muscles
+        i = list(muscles.names).index(entry.name)
+        before = float(getattr(muscles, entry.field)[i])
+        after = float(getattr(moved, entry.field)[i])
+        expected = np.exp(relative) - 1.0 if entry.field == 'optimal_fiber_length' \
+            else -relative
+        assert after / before - 1.0 == pytest.approx(expected, rel=1e-6)
+    prior = problem.corrected_prior()
+    sd = np.sqrt(np.diag(np.linalg.inv(prior.info)))
+    np.testing.assert_allclose(sd[~np.isnan(std)], std[~np.isnan(std)])
+    np.testing.assert_allclose(sd[np.isnan(std)], problem.config.prior_std)
+
+
+def test_a_muscles_only_step_follows_a_slack_length_held_at_its_bound(elbow):
+    # a quadratic whose minimum lies beyond a slack length's bound, started on that bound:
+    # clipping the free step would not lower it; the step that keeps the bound does
+    problem = Problem(elbow, IdentifyConfig())
+    space = problem.space
+    k, k_l0, *_ = space.tendons[0]
+    z = np.zeros(space.size)
+    z[k_l0] = 0.2                 # a longer fibre than the template's
+    z[k] = problem.upper[k]
+    z = space.project(z)          # the slack length at its lower bound (m), inside the box
+    assert z[k] < problem.upper[k]
+    assert space.held(z, np.eye(space.size)[k]) == {('slack', 0)}
+    # the slack coordinate wants to go out of bounds, the fibre length to stay: the gradient
+    # has no part along the fibre length, so no clipped step lowers the cost, while trading
+    # a little fibre length for slack along the bound does
+    target = z.copy()
+    target[k] += 2.0
+    weight = np.ones(space.size)
+    weight[k_l0] = 0.1
+
+    def cost(zz):
+        return 0.5 * float(np.sum(weight * (np.asarray(zz) - target) ** 2))
+
+    def normal(zz):
+        return np.diag(weight), weight * (np.asarray(zz) - target), cost(zz)
+
+    prior = problem.belief(np.zeros(space.size))._replace(info=np.eye(space.size) * 1e-9)
+    mask = space.mask(lambda e: e.section == 'muscles')
+    state = solvers.lm_init(cost, z, prior)
+    start = state.cost
+    for _ in range(20):
+        state = problem._masked_iteration(state, normal, cost, prior, mask)
+    assert state.cost < 0.5 * start
+    assert np.allclose(space.project(state.z), state.z)
+    assert np.allclose(state.z[~mask], z[~mask])

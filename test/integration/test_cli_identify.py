@@ -73,17 +73,14 @@ def test_cli_identify_missing_bag(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_identify_raw_with_the_corrected_fit(tmp_path, elbow):
-    # identification.corrected_fit: the muscles by the corrected equation-error fit over the
-    # whole session, the bones kept at the template's; the model says which fit made it
+def test_cli_identify_raw_fits_by_the_corrected_equation_error(tmp_path, elbow):
+    # raw EMG, by default: the muscles by the corrected equation-error fit over the whole
+    # session, the bones kept at the template's; the model says which fit made it
     session = tmp_path / 'raw'
     done = diffmsm('simulate', '--out', session, '--duration', CLI_SESSION, '--emg', 'raw',
                    '--seed', 2)
     assert done.returncode == 0, done.stderr
-    text = (session / 'params.yaml').read_text()
-    params = tmp_path / 'params.yaml'
-    params.write_text(text.replace('    emg:\n', '    identification:\n'
-                                   '      corrected_fit: true\n    emg:\n', 1))
+    params = session / 'params.yaml'
     assert settings.load_file(str(params))['identification.corrected_fit'] is True
     out = tmp_path / 'M.yaml'
     done = diffmsm('identify', session / 'bag', '--template', 'elbow', '--out', out,
