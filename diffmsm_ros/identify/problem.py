@@ -378,8 +378,9 @@ class Problem:
         ``density`` is the envelope noise S0 per muscle (1/Hz), ``lowpass`` the envelope
         low-pass (Hz); ``prior`` defaults to ``corrected_prior``.  The start is found on
         every ``corrected.COARSE``-th window: a coordinate scan of the plain fit's objective,
-        then the ramped rounds; then ``corrected.FINE`` rounds on every window.  Returns (z,
-        objective after each fine round); the rest of z stays at z0.
+        the ramped rounds and the escape (``_corrected_escape``); then ``corrected.FINE``
+        rounds on every window.  Returns (z, objective after each fine round); the rest of z
+        stays at z0.
         """
         wins = _as_list(wins)
         accs = [decompose.smoothed_acceleration(w) for w in wins]
@@ -401,10 +402,10 @@ class Problem:
         Return the corrected fit's prior: the template's, lengths at ``length_prior``.
 
         The template prior (``prior_std`` in z) leaves a fibre length free to a factor of
-        e and a slack length to about 15 %; on raw EMG the triceps' lengths are weakly
+        e and a slack length to 10-16 % (elbow); on raw EMG the triceps' lengths are weakly
         determined (a Cramer-Rao 1-sigma of 10-32 % over 15 minutes) and a fit walks them
         to their bounds.  ``length_prior`` holds each length to that relative 1-sigma about
-        the template (``ParamSpace.length_std``), as a scaled template is known to be.
+        the template (``ParamSpace.length_std``): the spread expected of a scaled template.
         """
         lengths = self.space.length_std(self.config.length_prior)
         std = np.where(np.isnan(lengths), self.config.prior_std, lengths)
