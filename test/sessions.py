@@ -118,3 +118,17 @@ def balanced_window(model, seconds, rng, base, spread, history=100):
     err0, _ = envelope_information.equation_parts(
         model, from_arrays(q, np.zeros_like(q), emg, h, qd=qd, history=history), qdd, 1)
     return from_arrays(q, -np.asarray(err0), emg, h, qd=qd, history=history), qdd
+
+
+def raw_session(template, seed, duration, perturb=0.15):
+    """Return (truth, Recording) of a simulated raw-EMG session, the subject ``perturb`` off."""
+    from diffmsm_ros.files import bags
+    from diffmsm_ros.session import raw_emg
+    rng = np.random.default_rng(seed)
+    truth = subjects.perturb(template, perturb, rng)
+    session = synth.simulate(truth.model, template.model, duration, seed)
+    raw, t = raw_emg.synthesize(session.t, session.u, record.RAW_RATE, rng,
+                                record.RAW_AMPLITUDE)
+    recording = bags.Recording(joint_t=session.t, position=session.q, velocity=session.qd,
+                               effort=session.tau_exo, emg_t=t, emg=raw)
+    return truth, recording

@@ -6,13 +6,18 @@ excitations as they come, call ``update()`` every ``period`` seconds of data.  E
 warm-starts from the current parameters, takes a few Levenberg-Marquardt steps on the last
 ``window`` seconds minus a hold-out tail, and is accepted only if it lowers the error on
 that tail and yields a valid, finite model.  Time going backwards clears the buffers.
+
+Raw EMG with ``lowpass`` given (the envelope low-pass, Hz) and ``corrected_fit`` on: the
+session's data are archived, and the caller runs session fits (``session_job``,
+``run_session_job``, ``adopt_session``; ``session_fit``) that take the model over from the
+online updates once one is adopted.
 """
 
 import dataclasses
 import time
 
 from diffmsm_ros.files import modelfile
-from diffmsm_ros.identify import params, posterior, solvers
+from diffmsm_ros.identify import params, posterior, session_fit, solvers
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.config import FIRST_FIT
 from diffmsm_ros.identify.problem import INERTIA_FLOOR, NOISE_LEVEL, Problem
@@ -29,6 +34,7 @@ WRONG_BASIN = 2.0        # fit residual, in NOISE_LEVELs, that says a fit is in 
 RETRIES = 3              # robust starts (muscles jittered) after a fit in a wrong basin
 STALLED = 1e-3           # relative fall of the fit residual in an LM iteration: fit stalled
 ROBUST_ITERATIONS = 40   # most LM iterations after a robust start (until stalled)
+SESSION_OWNED = 'raw EMG: the session fits keep the model'
 EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
 
 
@@ -45,14 +51,27 @@ class UpdateResult:
     data_time: float = float('nan')       # session time (s) at the window's end
     robust_start: bool = False            # the robust start ran (first update, or retried)
     stalled: bool = False                 # the kept fit's last LM iteration barely helped
+    session_seconds: float = 0.0          # a session fit: the session data it fitted (s)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionJob:
+    """A session fit to run (``run_session_job``): the archive's windows when it started."""
+
+    chunks: int                 # chunks archived when it started (later ones are held out)
+    seconds: float              # session data (s) the windows span
+    windows: list
+    density: object             # envelope noise S0 per muscle (1/Hz)
+    lowpass: float              # envelope low-pass (Hz)
 
 
 class OnlineIdentifier:
     """Windowed online identification of a subject model (see the module docstring)."""
 
-    def __init__(self, template, config, problem=None):
+    def __init__(self, template, config, problem=None, lowpass=None):
         self.template = template
         self.config = config
+        self.lowpass = lowpass
         self.problem = problem or Problem(template, config)
         model = template.model
         self.h = model.timestep
@@ -104,6 +123,7 @@ class OnlineIdentifier:
         self.absorbed = 0                # chunks absorbed into the belief
         self.belief_rollbacks = 0        # absorptions refused (non-finite, not definite)
         self.posterior = self.arrival    # the belief after the newest accepted update
+        self._new_archive()
 
     # ------------------------------------------------------------------ input
     def _check_time(self, stream, t):
@@ -144,6 +164,7 @@ class OnlineIdentifier:
         self.emg.reset()
         self.last_time = {}
         self.arrival_index = None
+        self.archive_index = None
 
     def reset(self):
         """Back to the template model with empty buffers."""
@@ -157,6 +178,13 @@ class OnlineIdentifier:
         self.arrival = self.good_arrival = self.posterior = self.problem.belief()
         self.carried_envelope = None
         self.absorbed = 0
+        self._new_archive()
+
+    def _new_archive(self):
+        self.archive = session_fit.SessionArchive(self.fit_span * self.h)
+        self.archive_index = None
+        self.archive_lost = 0.0          # s of data the buffers dropped before archiving
+        self.session_fits = 0            # session fits adopted
 
     # ------------------------------------------------------------------ windows
     def available(self):
@@ -276,12 +304,118 @@ class OnlineIdentifier:
             self.carried_envelope = info if self.carried_envelope is None else \
                 self.carried_envelope + info
 
+    # ------------------------------------------------------------------ session fits
+    @property
+    def archiving(self):
+        """Say whether the session's data are archived for session fits (raw EMG)."""
+        return (self.lowpass is not None and self.config.corrected_fit
+                and self.envelope_noise is not None)
+
+    @property
+    def session_owned(self):
+        """Say whether a session fit was adopted: from then on only session fits update."""
+        return self.session_fits > 0
+
+    def archive_new(self):
+        """Archive the chunks completed since the last call (no-op unless ``archiving``)."""
+        if not self.archiving:
+            return
+        end, count = self.available()
+        if count <= 0:
+            return
+        oldest = end - count + 1 + self.warmup_steps
+        if self.archive_index is not None and self.archive_index < oldest:
+            # the buffers no longer hold these data (taken in faster than archived)
+            self.archive_lost += (oldest - self.archive_index) * self.h
+        if self.archive_index is None or self.archive_index < oldest:
+            self.archive_index = oldest
+        span = self.fit_span
+        while self.archive_index + span - 1 <= end:
+            self.archive.add(self._window(self.archive_index + span - 1, self.fit_steps))
+            self.archive_index += span
+
+    def session_job(self):
+        """Return the session fit due now (a SessionJob), or None."""
+        self.archive_new()
+        if not (self.enabled and self.archiving and self.archive.due()):
+            return None
+        chunks, windows = self.archive.start()
+        return SessionJob(chunks, chunks * self.archive.span, windows,
+                          np.array(self.envelope_noise, dtype=float), float(self.lowpass))
+
+    def run_session_job(self, job):
+        """
+        Run a session fit (pure: any thread; returns z).
+
+        The corrected fit from the template over the job's windows, bones at the
+        template's, like the offline final fit on raw EMG (``Problem.corrected_fit``).
+        """
+        z, _ = self.problem.corrected_fit(np.zeros(self.problem.space.size), job.windows,
+                                          job.density, job.lowpass)
+        return np.asarray(z, dtype=float)
+
+    def adopt_session(self, job, z, seconds=0.0):
+        """
+        Take a session fit's z if it is valid and safe; returns an UpdateResult.
+
+        Safe: on the data that arrived while it ran (held out from it; the newest hold-out
+        window too if fewer than ``session_fit.HELD_OUT`` chunks came), its shooting error
+        is no worse than the template's.  Adopted, it is the model and its analysis (with
+        the envelope's information) gives the 1-sigma values.
+        """
+        started = time.perf_counter()
+        self.archive_new()
+        held = self.archive.since(job.chunks)
+        if len(held) < session_fit.HELD_OUT and self.ready():
+            held = held + [self._window(self.available()[0],
+                                        self.holdout_steps + self.warmup_steps)]
+        data_time = (np.nan if self.encoders.origin is None else
+                     self.encoders.origin + self.available()[0] * self.h)
+        result = UpdateResult(False, '', data_time=data_time, session_seconds=job.seconds)
+        result.reason = self._validity(z)
+        if not result.reason and held:
+            result.holdout_before = self.problem.cost(np.zeros_like(z), held)
+            result.holdout_after = self.problem.cost(z, held)
+            if not result.holdout_after <= result.holdout_before:
+                result.reason = ('the session fit fits the newest data worse than the '
+                                 'template')
+        if result.reason:
+            self.rejected += 1
+            result = self._done(result, started)
+            result.seconds += seconds
+            return result
+        hess, grad, half, count, scores = self.problem.normal(z, job.windows)
+        result.fit_cost = self.problem.mean_cost(half, job.windows)
+        self.z, self.good_z = z.copy(), z.copy()
+        self.accepted += 1
+        self.session_fits += 1
+        self.posterior = posterior.absorb(self.problem.belief(), hess, grad, z)
+        self.last_analysis = self.problem.analyse(
+            z, hess, half, count, external_torque=external_torque_rms(job.windows),
+            scores=scores, wins=job.windows, envelope_noise=job.density)
+        result.accepted, result.reason = True, 'accepted'
+        result = self._done(result, started)
+        result.seconds += seconds
+        return result
+
+    def session_fit(self):
+        """Run a due session fit here and now (a plain loop's ``update``); None if none."""
+        job = self.session_job()
+        if job is None:
+            return None
+        started = time.perf_counter()
+        z = self.run_session_job(job)
+        return self.adopt_session(job, z, time.perf_counter() - started)
+
     # ------------------------------------------------------------------ update
     def update(self):
         """Run one update if enough data are buffered; returns an UpdateResult."""
         started = time.perf_counter()
         if not self.enabled:
             return self._done(UpdateResult(False, 'identification disabled'), started)
+        self.archive_new()
+        if self.session_owned:
+            return self._done(UpdateResult(False, SESSION_OWNED), started)
         if not self.ready():
             return self._done(UpdateResult(False, 'not enough data yet'), started)
         fit, hold = self.windows()
@@ -447,6 +581,11 @@ class OnlineIdentifier:
                    'buffer_resets': self.resets}
         if self.envelope_noise is not None:
             summary['envelope_noise_density'] = [float(v) for v in self.envelope_noise]
+        if self.archiving:
+            summary.update({'session_fits': self.session_fits,
+                            'session_archive_seconds': self.archive.seconds,
+                            'session_archive_windows': len(self.archive.entries),
+                            'session_archive_lost_seconds': self.archive_lost})
         if self.config.memory:
             summary.update({'memory': True, 'drift_pct_per_sqrt_min': dict(self.config.drift),
                             'absorbed_chunks': self.absorbed,
@@ -493,6 +632,8 @@ class OnlineIdentifier:
         density = np.full(self.nm, 1e-3) if self.config.excitation_noise > 0 else None
         self.problem.analyse(self.z, hess, half, count, external_torque=external_torque_rms(fit),
                              scores=scores, wins=fit, envelope_noise=density)
+        if density is not None and self.lowpass is not None and self.config.corrected_fit:
+            self.problem.compile_corrected(fit, density, self.lowpass)
 
 
 def external_torque_rms(wins):

@@ -397,6 +397,17 @@ class Problem:
         return self._corrected_rounds(z, wins, accs, density, variance, corrected.FINE,
                                       prior, mask)
 
+    def compile_corrected(self, win, density, lowpass):
+        """Compile the corrected fit's jitted functions for windows shaped like ``win``."""
+        z = np.zeros(self.space.size)
+        density = jnp.asarray(density, dtype=jnp.float64)
+        corrected.activation_variance(self.model_at(jnp.asarray(z)), [win], density, lowpass)
+        objective, normal = self._corrected_objective(
+            z, [win], [decompose.smoothed_acceleration(win)], density,
+            jnp.zeros(density.shape))
+        objective(z)
+        normal(z)
+
     def corrected_prior(self):
         """
         Return the corrected fit's prior: the template's, lengths at ``length_prior``.

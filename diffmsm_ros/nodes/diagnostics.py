@@ -131,9 +131,12 @@ def update_line(result, stream_problem=''):
 
 def describe(result, stream_problem=''):
     """Give an update's reason, with the input problem that explains a rejection."""
+    reason = result.reason
+    if result.session_seconds > 0:
+        reason = f'session fit over {result.session_seconds:.0f} s of data: {reason}'
     if result.accepted or not stream_problem:
-        return result.reason
-    return f'{result.reason} ({stream_problem})'
+        return reason
+    return f'{reason} ({stream_problem})'
 
 
 def _offset_stats(offsets):

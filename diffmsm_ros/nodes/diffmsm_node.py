@@ -70,7 +70,7 @@ class DiffMsmNode(Node):
         self.model_yaml = modelfile.dumps(self.template)
         self.worker = IdentifierProcess(values['model.template'],
                                         settings.identify_config(values), self._on_result,
-                                        self._on_model, self.log.error)
+                                        self._on_model, self.log.error, lowpass=emg.lowpass)
         if values['identification.enabled']:
             try:
                 self.worker.start()      # returns once the identifier process has compiled

@@ -64,7 +64,7 @@ def _join(process, timeout):
     return True
 
 
-def _child(template_spec, config, inbox, outbox):
+def _child(template_spec, config, inbox, outbox, lowpass=None):
     """Child process: run an IdentifierWorker fed from ``inbox``."""
     # Ctrl-C reaches the whole process group: the parent stops the child ('stop'), so the
     # child must not die of it mid-update with a traceback
@@ -94,7 +94,7 @@ def _child(template_spec, config, inbox, outbox):
         def log(text):
             outbox.put(('log', text))
 
-        worker = IdentifierWorker(template, config, on_result, on_model, log)
+        worker = IdentifierWorker(template, config, on_result, on_model, log, lowpass)
 
         def worker_stats():
             ident = worker.ident
@@ -104,7 +104,10 @@ def _child(template_spec, config, inbox, outbox):
                     'errors': worker.errors, 'median_sigma_pct': 100 * ident.median_sigma(),
                     'information_nats': ident.information_gained(),
                     'carried_s': ident.absorbed * ident.fit_span * ident.h,
-                    'belief_rollbacks': ident.belief_rollbacks}
+                    'belief_rollbacks': ident.belief_rollbacks,
+                    'session_fits': ident.session_fits,
+                    'session_archive_s': ident.archive.seconds,
+                    'session_archive_lost_s': ident.archive_lost}
 
         worker.compile()
         _release_free_memory()
@@ -153,12 +156,14 @@ def _encoder_rows(rows):
 class IdentifierProcess:
     """Parent side (see the module docstring); callbacks run on a receiver thread."""
 
-    def __init__(self, template_spec, config, on_result=None, on_model=None, log=None):
+    def __init__(self, template_spec, config, on_result=None, on_model=None, log=None,
+                 lowpass=None):
+        """``lowpass``: the raw EMG envelope's low-pass (Hz), for session fits (raw EMG)."""
         ctx = multiprocessing.get_context('spawn')
         self.inbox = ctx.Queue(MAX_BATCHES)
         self.outbox = ctx.Queue()
         self.process = ctx.Process(target=_child, args=(template_spec, config, self.inbox,
-                                                        self.outbox),
+                                                        self.outbox, lowpass),
                                    name='diffmsm-identifier', daemon=True)
         self.on_result = on_result
         self.on_model = on_model
@@ -166,7 +171,8 @@ class IdentifierProcess:
         self.stats = {'enabled': True, 'busy': False, 'updates': 0, 'accepted': 0, 'rejected': 0,
                       'buffer_resets': 0, 'queue_dropped': 0, 'errors': 0,
                       'median_sigma_pct': float('nan'), 'information_nats': 0.0,
-                      'carried_s': 0.0, 'belief_rollbacks': 0}
+                      'carried_s': 0.0, 'belief_rollbacks': 0, 'session_fits': 0,
+                      'session_archive_s': 0.0, 'session_archive_lost_s': 0.0}
         self.dropped = 0
         self.model_yaml = None
         self._batch = []

@@ -6,6 +6,11 @@ the worker moves them into the OnlineIdentifier, runs an update every ``period``
 data and reports each result to ``on_result`` (and accepted models to ``on_model``).  The
 queue has a fixed size: if the identifier falls behind, the oldest items are dropped and
 counted, so memory stays bounded whatever the input rate.
+
+Raw EMG (``lowpass`` given): a session fit (``identify/session_fit.py``) runs on a thread
+of its own when one is due, over the session archived so far, while this thread goes on
+taking data in; online updates wait meanwhile (the fit has the CPU), and stop once a
+session fit is adopted.
 """
 
 import collections
@@ -17,13 +22,15 @@ import traceback
 from diffmsm_ros.identify.online import OnlineIdentifier
 
 QUEUE_ITEMS = 20000     # encoder samples + EMG chunks waiting for the worker
+ARCHIVE_EVERY = 1000    # items taken in between archiving (raw EMG's session fits)
 
 
 class IdentifierWorker:
     """Thread owning an OnlineIdentifier (see the module docstring)."""
 
-    def __init__(self, template, config, on_result=None, on_model=None, log=None):
-        self.ident = OnlineIdentifier(template, config)
+    def __init__(self, template, config, on_result=None, on_model=None, log=None,
+                 lowpass=None):
+        self.ident = OnlineIdentifier(template, config, lowpass=lowpass)
         self.period = config.period
         self.on_result = on_result
         self.on_model = on_model
@@ -40,6 +47,9 @@ class IdentifierWorker:
         self._next_update = None
         self._newest = None
         self.busy = False
+        self._session = None            # the session fit's thread, while one runs
+        self._session_result = None     # (generation, job, z or None, seconds)
+        self._generation = 0            # resets so far: a fit from before one is dropped
         self.thread = threading.Thread(target=self._run, name='diffmsm-identifier',
                                        daemon=True)
 
@@ -108,6 +118,7 @@ class IdentifierWorker:
             cmd = self._commands.popleft()
             with self._lock:
                 if cmd == 'reset':
+                    self._generation += 1
                     self.queue.clear()
                     self.ident.reset()
                     self._next_update = None
@@ -116,8 +127,13 @@ class IdentifierWorker:
                     self.ident.config = dataclasses.replace(self.ident.config,
                                                             iterations=cmd[1])
         resets = self.ident.resets
+        taken = 0
         while self.queue:
             item = self.queue.popleft()
+            taken += 1
+            if taken % ARCHIVE_EVERY == 0:
+                # a backlog (after a long update) may be longer than the buffers hold
+                self.ident.archive_new()
             if item[0] == 'enc':
                 self.ident.add_encoders(*item[1:])
                 self._newest = item[1]
@@ -128,6 +144,9 @@ class IdentifierWorker:
         if self.ident.resets != resets:
             self._next_update = None
         if self._newest is None:
+            return
+        self._session_step()
+        if self._session is not None or self.ident.session_owned:
             return
         if self._next_update is None or self._newest < self._next_update - 2 * self.period:
             self._next_update = self._newest + self.period
@@ -141,8 +160,43 @@ class IdentifierWorker:
         self.busy = False
         if result.reason == 'not enough data yet':
             return
+        result.seconds = time.perf_counter() - started
+        self._report(result)
+
+    def _session_step(self):
+        """Adopt a finished session fit; start the next one when it is due."""
+        if self._session is not None and self._session_result is not None:
+            generation, job, z, seconds = self._session_result
+            self._session = self._session_result = None
+            if z is not None and generation == self._generation:
+                with self._lock:
+                    result = self.ident.adopt_session(job, z, seconds)
+                self._report(result)
+        if self._session is None and self.ident.enabled:
+            with self._lock:
+                job = self.ident.session_job()
+            if job is not None:
+                self._session = threading.Thread(
+                    target=self._run_session, args=(job, self._generation),
+                    name='diffmsm-session-fit', daemon=True)
+                self.busy = True
+                self._session.start()
+
+    def _run_session(self, job, generation):
+        started = time.perf_counter()
+        z = None
+        try:
+            z = self.ident.run_session_job(job)
+        except Exception as err:  # noqa: B902 - a failed fit leaves the model as it was
+            self.errors += 1
+            self.log(f'session fit error: {err!r}\n{traceback.format_exc(limit=3)}')
+        self._session_result = (generation, job, z, time.perf_counter() - started)
+        self.busy = False
+        self._wake.set()
+
+    def _report(self, result):
         self.updates += 1
-        self.last_seconds = time.perf_counter() - started
+        self.last_seconds = result.seconds
         if self.on_result is not None:
             self.on_result(result)
         if result.accepted and self.on_model is not None:
