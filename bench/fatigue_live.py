@@ -207,8 +207,8 @@ def main():
           f'{ident.get("queue_dropped", "?")}')
     if raw:
         print(f'session fits {ident.get("session_fits", "?")}; archived '
-              f'{ident.get("session_archive_s", float("nan")):.0f} s of data, lost before '
-              f'archiving {ident.get("session_archive_lost_s", float("nan")):.0f} s')
+              f'{float(ident.get("session_archive_s", "nan")):.0f} s of data, lost before '
+              f'archiving {float(ident.get("session_archive_lost_s", "nan")):.0f} s')
     if not torque <= torque_goal:
         failures.append(f'torque RMSE {torque:.2f} %')
     print('\nGOAL ' + ('MET' if not failures else 'MISSED: ' + '; '.join(failures)))

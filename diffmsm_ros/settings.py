@@ -99,8 +99,9 @@ SPECS = {
     'identification.prior_std': Spec(1.0, 'template prior spread, normalised units',
                                      low=1e-3, high=1e3, read_only=True),
     'identification.corrected_fit': Spec(
-        True, 'raw EMG, diffmsm identify: fit the muscles on the whole session by the '
-        'equation error corrected for the envelope error (false: the shooting fit)',
+        True, 'raw EMG: fit the muscles by the equation error corrected for the envelope '
+        'error, on the whole session (diffmsm identify) and, live, in session fits over '
+        'the session so far (false: the shooting fit only)',
         read_only=True),
     'identification.length_prior': Spec(
         0.2, "raw EMG, the corrected fit: relative 1-sigma of the template's fibre and "

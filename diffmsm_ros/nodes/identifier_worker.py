@@ -145,6 +145,7 @@ class IdentifierWorker:
             self._next_update = None
         if self._newest is None:
             return
+        self.ident.archive_new()        # raw EMG: every chunk, also while a session fit runs
         self._session_step()
         if self._session is not None or self.ident.session_owned:
             return
