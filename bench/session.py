@@ -6,7 +6,8 @@ exoskeleton in MuJoCo for ``--minutes``.  With fatigue every muscle loses ``--fa
 its strength by the end (a saturating course, ``mujoco_sim.fatigue``).  EMG is the
 envelope, or raw EMG at 2 kHz synthesised from the excitations and filtered as the node
 filters it.  The recording is replayed through the node's identifier (memory on, the
-declared drift) as fast as the machine allows, one update per chunk, from the template.
+declared drift) as fast as the machine allows, one update per chunk, from the template;
+with raw EMG the session fits (``identify/session_fit.py``) run when due, as in the node.
 
 At 1, 2, 5, 10 and 15 min (those within the session) the table gives, against the truth
 at that time: the mean error of the six strengths, their median reported 1-sigma, the
@@ -104,12 +105,15 @@ def main():
             recording = dataclasses.replace(recording, emg_t=t, emg=raw)
         exc, emg_t, density = offline.excitations_from_recording(
             recording, settings.emg_config(values), elbow.model.muscle_names, with_noise=True)
-        ident = OnlineIdentifier(elbow, settings.identify_config(values))
+        emg = settings.emg_config(values)
+        # raw EMG: the node's session fits too, each run when due (the live node runs
+        # them beside the data; here the replay waits for them)
+        ident = OnlineIdentifier(elbow, settings.identify_config(values), lowpass=emg.lowpass)
         ident.envelope_noise = density
         ident.compile()
         started = time.monotonic()
         history = offline.replay(ident, recording, exc, ident.fit_span * ident.h,
-                                 emg_t=emg_t)
+                                 emg_t=emg_t, on_update=lambda result, i: i.session_fit())
         seconds = time.monotonic() - started
         space = ident.problem.space
         muscles = space.mask(lambda e: e.section == 'muscles' and e.field in (

@@ -9,6 +9,7 @@ online identifier archives the session's data as windows of its chunk shape, and
 then the corrected fit runs over the archive, from the template (``Problem.corrected_fit``,
 the offline final fit); its result replaces the model when it predicts the data that
 arrived while it ran no worse than the template does (``OnlineIdentifier.adopt_session``).
+The online updates do not run meanwhile: the template stays until the first one.
 
 The archive is bounded: past ``ARCHIVE_WINDOWS`` windows every other one is dropped and
 only every second chunk is kept from then on (twice the stride each time), so memory and

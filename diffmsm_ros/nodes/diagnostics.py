@@ -110,6 +110,9 @@ def identifier_status(stats, result, dropped, stream_problem=''):
         text = {'compiling': 'compiling (the torque path runs meanwhile)',
                 'failed': 'failed to start (see the log)'}.get(state, state)
         level = 'ERROR' if state == 'failed' else level
+    elif result is None and stats.get('session_archive_s', 0.0) > 0:
+        text = (f'raw EMG: {stats["session_archive_s"]:.0f} s of data archived for the first '
+                'session fit (the template meanwhile)')
     elif result is None:
         text = 'waiting for data'
     else:

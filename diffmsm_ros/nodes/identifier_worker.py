@@ -9,8 +9,7 @@ counted, so memory stays bounded whatever the input rate.
 
 Raw EMG (``lowpass`` given): a session fit (``identify/session_fit.py``) runs on a thread
 of its own when one is due, over the session archived so far, while this thread goes on
-taking data in; online updates wait meanwhile (the fit has the CPU), and stop once a
-session fit is adopted.
+taking data in and archiving it; session fits alone update the model (no online updates).
 """
 
 import collections

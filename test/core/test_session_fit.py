@@ -94,7 +94,7 @@ def run(elbow):
 def test_a_session_fit_runs_when_due_is_checked_and_takes_over(run):
     truth, ident, fits = run
     # one fit was due (at FIRST s of archived data; the next one only at GROWTH times that)
-    assert len(fits) == 1 and fits[0].accepted and ident.session_owned
+    assert len(fits) == 1 and fits[0].accepted and ident.session_fits == 1
     assert FIRST <= fits[0].session_seconds < FIRST + ident.archive.span
     # checked on the data the fit did not see against the template
     assert fits[0].holdout_after < fits[0].holdout_before
@@ -102,7 +102,7 @@ def test_a_session_fit_runs_when_due_is_checked_and_takes_over(run):
     assert ident.last_analysis is not None
     assert np.all(np.isfinite(ident.last_analysis.std))
     assert np.all(ident.last_analysis.std > 0)
-    # from then on the online updates leave the model to the session fits
+    # the online updates leave the model to the session fits
     z = ident.z.copy()
     assert ident.update().reason == SESSION_OWNED and np.array_equal(ident.z, z)
     summary = ident.identification_summary()
