@@ -123,11 +123,14 @@ def main():
         bounds = cramer_rao(ident, recording, exc, emg_t, base, duration,
                             density if kind == 'raw' else None)
         times = np.asarray(history.time)
+        err = None
         for mark in [m for m in MARKS if m * 60.0 <= duration + 1e-9]:
             k = int(np.searchsorted(times, mark * 60.0 - 1e-6))
             k = min(k, len(times) - 1)
             theta, std = history.theta[k], history.std[k]
             if std is None:
+                # no model yet (raw EMG: before the first session fit): the template
+                print(f'{case:17s} {mark:4.0f}  the template (no fit yet)', flush=True)
                 continue
             target = base.copy()
             target[strengths] = base[strengths] * factor(times[k])
@@ -145,6 +148,9 @@ def main():
                   f'{err[muscles].mean():13.2f} {inside[muscles].mean():15.2f} '
                   f'{ratio:10.2f} {torque[0]:10.1f} ({torque[1]:5.1f}) '
                   f'{sum(history.accepted):8d} {seconds:10.0f}', flush=True)
+        if err is None:
+            failed.append(f'{case}: no model at the last mark')
+            continue
         end_err = err[strengths].mean()
         if kind == 'envelope' and not end_err <= ENVELOPE_GOAL:
             failed.append(f'{case}: strengths {end_err:.2f} % off at the end')
