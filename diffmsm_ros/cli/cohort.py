@@ -16,7 +16,7 @@ memory, a lost node) is retried by Ray up to ``--retries`` times.
 
 Workers: a task holds one CPU, so it runs on one claimed core with one XLA thread
 (``cpu_claim.one_core``: XLA's thread pool is sized by the cores a process may use when JAX
-starts, and ``WORKER_XLA_FLAGS`` alone does not shrink it), and every worker uses the
+starts, and ``SINGLE_THREAD_XLA`` alone does not shrink it), and every worker uses the
 driver's JAX caches (``jax_setup.cache_dir()``, that is ``DIFFMSM_JAX_CACHE``), so a batch
 pays the compilation once per machine, not per session.
 
@@ -36,17 +36,15 @@ RAY_REQUIREMENT = 'ray==2.60.0'
 INSTALL_HINT = ('identify-batch runs on Ray, which is not installed: pip install '
                 f"'diffmsm_ros[cluster]' (or: pip install {RAY_REQUIREMENT}, as in "
                 'requirements-cluster.txt)')
-# one XLA thread per task: Eigen's thread pool off and one intra-op thread
-WORKER_XLA_FLAGS = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
 MODEL, ROW, ATTEMPTS, REPORT, ERROR = ('model.yaml', 'session.json', 'attempts.log', 'report',
                                        'error.txt')
 
 
 def worker_env(cache=None):
     """Environment of the worker processes: one XLA thread, the shared JAX caches, CPU."""
-    from diffmsm_ros.jax_setup import cache_dir
+    from diffmsm_ros.jax_setup import cache_dir, SINGLE_THREAD_XLA
     flags = os.environ.get('XLA_FLAGS', '')
-    return {'XLA_FLAGS': f'{flags} {WORKER_XLA_FLAGS}'.strip(),
+    return {'XLA_FLAGS': f'{flags} {SINGLE_THREAD_XLA}'.strip(),
             'DIFFMSM_JAX_CACHE': cache_dir() if cache is None else cache,
             'JAX_PLATFORMS': os.environ.get('JAX_PLATFORMS') or 'cpu',
             'OMP_NUM_THREADS': '1'}

@@ -13,17 +13,20 @@ partial Euler step.  Beyond its newest sample the excitation follows its last sl
 EMG in 10 ms chunks and the true model, that took the torque error from 0.21 % (held at
 once) to 0.02 % RMS; with raw EMG, whose envelope is known only up to the filter's lag
 (38 ms) before now, from 6.4 % to 6.1 %.  Commit, carry and the muscle outputs
-are one compiled call that takes the model as one flat vector and everything else as a
-second one (each argument costs a transfer): a call does no pytree work, and an accepted
-model swaps in without a compile.  A call answers one stamp, or a batch of up to ``BATCH``
-(the encoder samples that waited together): a node that fell behind catches up at a
-fraction of the cost per sample.
+are one call that takes the model (a flat vector) and one packed vector of everything else:
+a call does no pytree work, and an accepted model swaps in without a compile.  The call is
+the numba kernel of ``torque_kernel`` where numba is installed (about 4 us, against
+120-150 us for the compiled JAX call amid the node's other work), else the JAX call
+``_advance``; the kernel hands input it does not take (non-finite values) to the JAX call.
+A call answers one stamp, or a batch of up to ``BATCH`` (the encoder samples that waited
+together): a node that fell behind catches up at a fraction of the cost per sample.
 """
 
 import functools
 import math
 import typing
 
+from diffmsm_ros.live import torque_kernel
 from diffmsm_ros.model import dynamics, excitation, schema
 import jax
 from jax.flatten_util import ravel_pytree
@@ -111,7 +114,9 @@ class Outputs(typing.NamedTuple):
 class TorquePath:
     """Activation state and predicted torque of the current model (see the module text)."""
 
-    def __init__(self, model):
+    def __init__(self, model, kernel=None):
+        """``kernel``: use the numba kernel (None: where numba is installed)."""
+        self.kernel = torque_kernel.available() if kernel is None else bool(kernel)
         self.h = float(model.timestep)
         self.nm, self.nq = model.n_muscles, model.n_joints
         self.history = int(math.ceil(schema.MAX_DELAY / self.h)) + 2
@@ -136,8 +141,10 @@ class TorquePath:
         flat, _ = ravel_pytree(model)
         mus = model.muscles
         delay = int(math.floor(float(np.min(np.asarray(mus.emg_delay))) / self.h + ON_GRID))
-        # one assignment: the torque path reads the three together
-        self.current = (jax.device_put(flat), np.asarray(mus.emg_gain, dtype=float), delay)
+        kernel = torque_kernel.KernelModel.of(model) if self.kernel else None
+        # one assignment: the torque path reads the four together
+        self.current = (jax.device_put(flat), np.asarray(mus.emg_gain, dtype=float), delay,
+                        kernel)
 
     def reset(self):
         """Forget activations and excitations (a new stream, or a reset)."""
@@ -230,7 +237,20 @@ class TorquePath:
             row[2:2 + nq] = q
             row[2 + nq:] = qd
         self._fill_rows(kc, packed[layout.rows_at:].reshape(self.history + STEPS, nm))
-        return np.asarray(self._calls[layout.size](self.current[0], packed))
+        flat, _, _, kernel = self.current
+        out = self._kernel_call(kernel, layout.size, packed)
+        return out if out is not None else np.asarray(self._calls[layout.size](flat, packed))
+
+    def _kernel_call(self, kernel, size, packed):
+        """Return the kernel's output vector for ``packed`` (None without it, or for odd input)."""
+        if kernel is None:
+            return None
+        nm, nq = self.nm, self.nq
+        out = np.empty(2 * nm + size * (nq + 3 * nm))
+        ok = torque_kernel.advance(kernel.family, kernel.muscles, kernel.geometry,
+                                   kernel.tables, self.h, nm, nq, self.history, size, STEPS,
+                                   packed, out)
+        return out if ok else None
 
     def _commit(self, k):
         """Commit the activation up to grid step k (rows not final held)."""
@@ -320,6 +340,7 @@ class TorquePath:
                         row[nq:nq + nm], bool(ok)) for row, ok in zip(per, finite)]
 
     def compile(self):  # noqa: A003 - jax.jit vocabulary
-        """Compile both calls (before the node reports ready)."""
+        """Compile both calls and the kernel (before the node reports ready)."""
         for layout in self._layouts.values():
             self._calls[layout.size](self.current[0], np.zeros(layout.length))
+            self._kernel_call(self.current[3], layout.size, np.zeros(layout.length))
