@@ -163,11 +163,13 @@ class TorquePath:
         """
         times = np.asarray(times, dtype=float).reshape(-1)
         e = np.asarray(e, dtype=float).reshape(len(times), self.nm)
-        if self.last_t is not None:
-            keep = times > self.last_t
-            times, e = times[keep], e[keep]
         if not len(times):
             return
+        if self.last_t is not None and times[0] <= self.last_t:
+            keep = times > self.last_t
+            times, e = times[keep], e[keep]
+            if not len(times):
+                return
         h = self.h
         if self.last_t is None:
             k0 = math.ceil(times[0] / h - ON_GRID)
@@ -186,10 +188,12 @@ class TorquePath:
         if ahead > self.kc:
             self._commit(ahead)
         tk = ks * h
-        j = np.clip(np.searchsorted(src_t, tk - ON_GRID * h), 1, max(1, len(src_t) - 1))
+        # np.minimum / np.maximum: np.clip costs several times more on arrays this small
+        j = np.minimum(np.maximum(np.searchsorted(src_t, tk - ON_GRID * h), 1),
+                       max(1, len(src_t) - 1))
         if len(src_t) > 1:
             t0, t1 = src_t[j - 1], src_t[j]
-            w = np.clip((tk - t0) / (t1 - t0), 0.0, 1.0)[:, None]
+            w = np.minimum(np.maximum((tk - t0) / (t1 - t0), 0.0), 1.0)[:, None]
             values = (1.0 - w) * src_e[j - 1] + w * src_e[j]
         else:
             values = np.repeat(src_e, ks.size, axis=0)
@@ -216,8 +220,8 @@ class TorquePath:
             if self.final - self.first > SLOPE_ROWS:
                 back = self.final - SLOPE_ROWS
                 slope = (self.last_e - self.rows[back % RING]) / (self.last_t - back * self.h)
-                dt = np.clip((start + np.arange(ahead, count)) * self.h - self.last_t, 0.0,
-                             AHEAD)
+                dt = np.minimum(np.maximum(
+                    (start + np.arange(ahead, count)) * self.h - self.last_t, 0.0), AHEAD)
                 rows[ahead:] += dt[:, None] * slope
         early = min(count, self.first + 1 - start)    # rows before the first one
         if early > 0:

@@ -137,7 +137,7 @@ class DiffMsmNode(Node):
         Sensor messages taken together ``[(ENCODERS or EMG, msg, info)]``, in publish order.
 
         Each is read and admitted in turn; then the torques of all admitted encoder
-        samples come from one batch and are published.
+        samples come from one batch and are published, then handed to the identifier.
         """
         started = time.perf_counter()
         now = self.get_clock().now().nanoseconds
@@ -152,6 +152,7 @@ class DiffMsmNode(Node):
             self.latency.append(time.perf_counter() - started)
         for out in torques:
             self.out_muscles.publish(out.stamp, out.activation, out.fibre_velocity, out.force)
+        self.timeline.feed()
 
     def _read(self, kind, msg, info, now):
         """Hand one sensor message to the time line; an unreadable one is counted there."""
