@@ -29,6 +29,10 @@ def link():
     """Give the node's side as when the child runs (the test reads the child's inbox)."""
     proc, got = make_link()
     assert drain(proc) == [('enabled', True)]      # what the child reads first
+    # there is no child: its receiver thread would report it ended (it looks every 0.5 s;
+    # under load a test outlasted that once); the tests hand messages to _handle directly
+    proc._stopped.set()
+    proc._receiver.join()
     proc.started = True
     yield proc, got
     proc.stop(0.0)
