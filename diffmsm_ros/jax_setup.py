@@ -7,8 +7,8 @@ start-up is paid once per machine and version, not on every start.
 
 import os
 
-# one XLA thread: Eigen's thread pool off and one intra-op thread (the node's torque path,
-# cohort workers); must be in XLA_FLAGS before JAX's CPU client starts
+# one XLA thread: Eigen's thread pool off and one intra-op thread (cohort workers); must be
+# in XLA_FLAGS before JAX's CPU client starts
 SINGLE_THREAD_XLA = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
 
 

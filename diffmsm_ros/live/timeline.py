@@ -340,7 +340,8 @@ class InputTimeline:
             shifted = times - lag
             self.torque.add_excitations(shifted, u)
             if self.sink is not None:
-                self.to_sink.append(('emg', shifted, u, self._noise_reading(times)))
+                self.to_sink.append((self.sink.put_excitations,
+                                     (shifted, u, self._noise_reading(times))))
             self.emg_applied = float(times[-1])
 
     def _noise_reading(self, times):
@@ -399,7 +400,7 @@ class InputTimeline:
             self.walls.append((published_ns, stamp))
         self.velocity.push(t, q)
         if self.sink is not None:
-            self.to_sink.append(('enc', t, q, qd, tau))
+            self.to_sink.append((self.sink.put_encoders, (t, q, qd, tau)))
         if published_ns is not None and wall_ns is not None:
             wait = (wall_ns - published_ns) * 1e-9
             self.longest_wait = max(self.longest_wait, wait)
@@ -425,11 +426,8 @@ class InputTimeline:
         40 us a sample in the node) is then not part of the torque's latency.
         """
         items, self.to_sink = self.to_sink, []
-        for item in items:
-            if item[0] == 'enc':
-                self.sink.put_encoders(*item[1:])
-            else:
-                self.sink.put_excitations(*item[1:])
+        for put, args in items:
+            put(*args)
 
     def answer(self):
         """Return a ``Torque`` (or ``Withheld``) for each sample asked since the last answer."""

@@ -12,7 +12,7 @@ excitations read through each muscle's gain and delay (``model.excitation``), Eu
 of the activation dynamics (``model.activation``), muscle-tendon lengths and moment arms
 from the geometry splines with their linear continuation (``model.geometry``), and the
 Hill forces of both curve families (``model.curves_mujoco``, ``model.curves_degroote``).
-``test/core/test_torque_kernel.py`` holds it to the JAX model (1e-10 relative) over
+``test/core/test_torque_kernel.py`` holds it to the JAX model (1e-9 relative) over
 random states, both templates and both families; change the two together.
 
 ``KernelModel.of(model)`` flattens a subject model into the kernel's arrays once per model
@@ -33,6 +33,9 @@ except ImportError:          # numba is optional: the torque path then runs its 
     numba = None
 
 MUJOCO, DEGROOTE = 0, 1
+_ACTIVE = np.array(curves_degroote.ACTIVE)        # De Groote's published constants
+_VELOCITY = np.array(curves_degroote.VELOCITY)
+_PASSIVE = np.array(curves_degroote.PASSIVE)
 # per-muscle parameter columns (``KernelModel.muscles``)
 F0, L0, LS, TAU_ACT, TAU_DEACT, GAIN, DELAY = range(7)
 C0 = 7      # family curve parameters from here (``CURVE_COLUMNS``)
@@ -237,13 +240,8 @@ def _force(family, p, a, length, velocity):
     return -f0 * (a * active * fv + passive + damping * vm_norm) * math.cos(pennation), vm_norm
 
 
-_ACTIVE = np.array(curves_degroote.ACTIVE)
-_VELOCITY = np.array(curves_degroote.VELOCITY)
-_PASSIVE = np.array(curves_degroote.PASSIVE)
-
-
 def _excitation(p, rows, position, h):
-    """clip(g e) at grid row ``position`` minus the muscle's delay (``model.excitation``)."""
+    """Row index and fraction of grid row ``position`` less the delay (``model.excitation``)."""
     last = rows.shape[0] - 1
     pos = min(max(position - p[DELAY] / h, 0.0), float(last))
     i0 = int(min(max(math.floor(pos), 0.0), last - 1.0))

@@ -73,10 +73,8 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
     # path keeps a core of its own
     from diffmsm_ros.nodes.realtime import background
     background(CHILD_NICENESS)
-    # (the node's own single XLA thread, inherited, is not the identifier's)
-    from diffmsm_ros.jax_setup import SINGLE_THREAD_XLA
-    inherited = os.environ.get('XLA_FLAGS', '').replace(SINGLE_THREAD_XLA, '')
-    os.environ['XLA_FLAGS'] = (inherited + ' --xla_cpu_multi_thread_eigen=false').strip()
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               ' --xla_cpu_multi_thread_eigen=false').strip()
     try:
         from diffmsm_ros import templates
         from diffmsm_ros.files import modelfile

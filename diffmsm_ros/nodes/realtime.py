@@ -8,8 +8,7 @@ Each was measured with ``bench/latency.py`` on a 2-core machine (figures in the 
   callback takes MessageInfo made it spin at 100 % CPU holding the GIL.
   ``DIFFMSM_EXECUTOR=events`` still selects it, for rclpy releases where it works;
 - JAX runs the torque path's small call (where numba is missing) on the calling thread
-  (no async dispatch), and XLA runs it on that thread alone (``SINGLE_THREAD_XLA``): with
-  its Eigen pool the two pool threads took 7.5 % of a core each at 1 kHz;
+  (no async dispatch);
 - a short Python thread-switch interval, so the identifier's receiver thread hands the
   GIL back quickly;
 - after start-up everything allocated so far is frozen out of the garbage collector
@@ -31,10 +30,6 @@ PIN_FROM = 4             # CPUs from which the identifier is kept off the first 
 def prepare_process():
     """Set up the whole node process, before rclpy and JAX start working."""
     sys.setswitchinterval(GIL_SWITCH)
-    from diffmsm_ros.jax_setup import SINGLE_THREAD_XLA
-    flags = os.environ.get('XLA_FLAGS', '')
-    if SINGLE_THREAD_XLA not in flags:      # read when JAX's CPU client starts, not before
-        os.environ['XLA_FLAGS'] = f'{flags} {SINGLE_THREAD_XLA}'.strip()
     import jax
     if 'jax_cpu_enable_async_dispatch' in jax.config.values:
         jax.config.update('jax_cpu_enable_async_dispatch', False)
