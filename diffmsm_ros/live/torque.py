@@ -26,7 +26,7 @@ import functools
 import math
 import typing
 
-from diffmsm_ros.live import torque_kernel
+from diffmsm_ros.live import grid_kernel, torque_kernel
 from diffmsm_ros.model import dynamics, excitation, schema
 import jax
 from jax.flatten_util import ravel_pytree
@@ -161,8 +161,9 @@ class TorquePath:
 
         Samples not after the newest one are ignored (the caller resets on a restart).
         """
-        times = np.asarray(times, dtype=float).reshape(-1)
-        e = np.asarray(e, dtype=float).reshape(len(times), self.nm)
+        # contiguous: the kernels are compiled for these layouts at start-up
+        times = np.ascontiguousarray(times, dtype=float).reshape(-1)
+        e = np.ascontiguousarray(e, dtype=float).reshape(len(times), self.nm)
         if not len(times):
             return
         if self.last_t is not None and times[0] <= self.last_t:
@@ -176,20 +177,36 @@ class TorquePath:
             self.first = self.final = k0 - 1
             self.kc = k0
             self.a_c = np.clip(self.current[1] * e[0], 0.0, 1.0)
-            src_t, src_e = times, e
+            prev = None
         else:
-            src_t = np.concatenate([[self.last_t], times])
-            src_e = np.concatenate([self.last_e[None, :], e])
+            prev = (self.last_t, self.last_e)
         self.last_t, self.last_e = float(times[-1]), e[-1].copy()
-        ks = np.arange(self.final + 1, math.floor(times[-1] / h + ON_GRID) + 1)
-        if not ks.size:
+        k_first, k_last = self.final + 1, math.floor(times[-1] / h + ON_GRID)
+        if k_last < k_first:
             return
-        ahead = int(ks[-1]) - (RING - self.history - 1)
+        ahead = k_last - (RING - self.history - 1)
         if ahead > self.kc:
             self._commit(ahead)
-        tk = ks * h
+        if self.kernel:
+            has_prev = prev is not None
+            prev_t, prev_e = prev if has_prev else (0.0, e[0])
+            grid_kernel.resample(prev_t, prev_e, has_prev, times, e, k_first, k_last, h,
+                                 ON_GRID, self.rows)
+        else:
+            self._resample(prev, times, e, k_first, k_last)
+        self.final = k_last
+
+    def _resample(self, prev, times, e, k_first, k_last):
+        """Write grid rows k_first..k_last from the samples (``grid_kernel.resample``)."""
+        if prev is None:
+            src_t, src_e = times, e
+        else:
+            src_t = np.concatenate([[prev[0]], times])
+            src_e = np.concatenate([prev[1][None, :], e])
+        ks = np.arange(k_first, k_last + 1)
+        tk = ks * self.h
         # np.minimum / np.maximum: np.clip costs several times more on arrays this small
-        j = np.minimum(np.maximum(np.searchsorted(src_t, tk - ON_GRID * h), 1),
+        j = np.minimum(np.maximum(np.searchsorted(src_t, tk - ON_GRID * self.h), 1),
                        max(1, len(src_t) - 1))
         if len(src_t) > 1:
             t0, t1 = src_t[j - 1], src_t[j]
@@ -198,7 +215,6 @@ class TorquePath:
         else:
             values = np.repeat(src_e, ks.size, axis=0)
         self.rows[ks % RING] = values
-        self.final = int(ks[-1])
 
     @property
     def newest(self):
@@ -206,7 +222,7 @@ class TorquePath:
         return self.last_t
 
     def _fill_rows(self, kc, rows):
-        """Write grid rows [history + STEPS, nm] from step kc - history; not yet final held."""
+        """Write grid rows [history + STEPS, nm] from step kc - history (``grid_kernel``)."""
         start, count = kc - self.history, self.history + STEPS
         first = start % RING
         if first + count <= RING:
@@ -240,7 +256,12 @@ class TorquePath:
             row[0], row[1] = k, frac
             row[2:2 + nq] = q
             row[2 + nq:] = qd
-        self._fill_rows(kc, packed[layout.rows_at:].reshape(self.history + STEPS, nm))
+        rows = packed[layout.rows_at:].reshape(self.history + STEPS, nm)
+        if self.kernel:
+            grid_kernel.fill_rows(self.rows, kc - self.history, self.first, self.final,
+                                  self.last_e, self.last_t, self.h, SLOPE_ROWS, AHEAD, rows)
+        else:
+            self._fill_rows(kc, rows)
         flat, _, _, kernel = self.current
         out = self._kernel_call(kernel, layout.size, packed)
         return out if out is not None else np.asarray(self._calls[layout.size](flat, packed))
@@ -348,3 +369,9 @@ class TorquePath:
         for layout in self._layouts.values():
             self._calls[layout.size](self.current[0], np.zeros(layout.length))
             self._kernel_call(self.current[3], layout.size, np.zeros(layout.length))
+        if self.kernel:
+            ring, e = np.zeros_like(self.rows), np.zeros((2, self.nm))
+            grid_kernel.resample(0.0, e[0], False, np.zeros(2), e, 0, 1, self.h, ON_GRID,
+                                 ring)
+            grid_kernel.fill_rows(ring, 0, 0, 1, e[0], 0.0, self.h, SLOPE_ROWS, AHEAD,
+                                  np.zeros((self.history + STEPS, self.nm)))

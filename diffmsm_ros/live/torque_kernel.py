@@ -327,13 +327,18 @@ def advance(family, muscles, geometry, tables, h, nm, nq, history, size, steps, 
     return True
 
 
-if numba is not None:
-    _jit = numba.njit(cache=True, nogil=True, error_model='numpy')
-    _activation_rate = _jit(_activation_rate)
-    _hermite = _jit(_hermite)
-    _cell = _jit(_cell)
-    _length_1d = _jit(_length_1d)
-    _length_2d = _jit(_length_2d)
-    _force = _jit(_force)
-    _excitation = _jit(_excitation)
-    advance = _jit(advance)
+def native(function):
+    """Return ``function`` compiled by numba (cached on disk, without the GIL), or itself."""
+    if numba is None:
+        return function
+    return numba.njit(cache=True, nogil=True, error_model='numpy')(function)
+
+
+_activation_rate = native(_activation_rate)
+_hermite = native(_hermite)
+_cell = native(_cell)
+_length_1d = native(_length_1d)
+_length_2d = native(_length_2d)
+_force = native(_force)
+_excitation = native(_excitation)
+advance = native(advance)

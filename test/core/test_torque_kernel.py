@@ -1,10 +1,10 @@
-"""The torque path's numba kernel against its JAX call: the same numbers, both families."""
+"""The torque path's numba kernels against their JAX and numpy forms: the same numbers."""
 
 import dataclasses
 
 from diffmsm_ros import templates
-from diffmsm_ros.live import torque_kernel
-from diffmsm_ros.live.torque import BATCH, STEPS, TorquePath
+from diffmsm_ros.live import grid_kernel, torque_kernel
+from diffmsm_ros.live.torque import AHEAD, BATCH, RING, SLOPE_ROWS, STEPS, TorquePath
 from diffmsm_ros.model.muscles import CURVE_DEFAULTS
 import numpy as np
 import pytest
@@ -104,3 +104,60 @@ def test_torque_path_with_and_without_kernel():
 
 def test_available():
     assert torque_kernel.available()
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_resample_kernel_writes_the_rows_numpy_writes(seed):
+    """Chunks of 1-15 samples at jittered times (some on the grid, some far apart)."""
+    model = _variant('elbow')
+    paths = [TorquePath(model, kernel=k) for k in (True, False)]
+    rng = np.random.default_rng(seed)
+    h, nm = model.timestep, model.n_muscles
+    t = 10.0 + 0.37 * h
+    for chunk in range(300):
+        n = int(rng.integers(1, 16))
+        step = h * rng.choice([0.5, 1.0, 1.0, 2.0, 7.3])
+        times = t + step * np.arange(1, n + 1) + rng.uniform(-0.2, 0.2, n) * step
+        if rng.uniform() < 0.2:
+            # on the grid within rounding (ON_GRID decides which row a sample is on)
+            times = np.round(times / h) * h + rng.uniform(-1e-7, 1e-7, n) * h
+        times = np.maximum.accumulate(times) + 1e-9 * np.arange(n)
+        e = rng.uniform(0.0, 1.0, (n, nm))
+        for path in paths:
+            path.add_excitations(times, e)
+        t = times[-1]
+        assert paths[0].final == paths[1].final
+        np.testing.assert_allclose(paths[0].rows, paths[1].rows, rtol=1e-12, atol=1e-14)
+    assert paths[0].final - paths[0].first > RING      # the ring wrapped
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_fill_rows_kernel_copies_the_rows_numpy_copies(seed):
+    """Windows before, across and after the first and the newest rows, across the wrap."""
+    model = _variant('elbow')
+    path = TorquePath(model, kernel=False)
+    rng = np.random.default_rng(seed)
+    h, nm, count = model.timestep, model.n_muscles, path.history + STEPS
+    for case in range(200):
+        path.rows = rng.uniform(0.0, 1.0, (RING, nm))
+        path.first = int(rng.integers(-50, 5000))
+        path.final = path.first + int(rng.integers(0, 400))
+        path.last_e = rng.uniform(0.0, 1.0, nm)
+        path.last_t = (path.final + rng.uniform(0.0, 1.0)) * h
+        kc = path.first + int(rng.integers(-count, path.final - path.first + count))
+        want, got = np.zeros((count, nm)), np.zeros((count, nm))
+        path._fill_rows(kc, want)
+        grid_kernel.fill_rows(path.rows, kc - path.history, path.first, path.final,
+                              path.last_e, path.last_t, h, SLOPE_ROWS, AHEAD, got)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_grid_kernels_run_after_compile_without_compiling_again():
+    """``compile`` compiles the grid kernels for the types the torque path passes them."""
+    path = TorquePath(_variant('elbow'))
+    path.compile()
+    signatures = {f: len(f.signatures) for f in (grid_kernel.resample, grid_kernel.fill_rows)}
+    path.add_excitations(np.arange(1, 4) * 0.001, np.full((3, path.nm), 0.2))
+    path.add_excitations([0.0045], np.full((1, path.nm), 0.3))
+    path.at_many([0.004, 0.005], [np.zeros(1)] * 2, [np.zeros(1)] * 2)
+    assert {f: len(f.signatures) for f in signatures} == signatures
