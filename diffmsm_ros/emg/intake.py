@@ -31,6 +31,9 @@ class EmgIntake:
         self.combine = np.zeros((self.channels, len(muscle_names)))
         for m, group in enumerate(groups):
             self.combine[group, m] = 1.0 / len(group)
+        # one channel per muscle, in the muscles' order (the usual case): no product needed
+        self.direct = self.channels == len(muscle_names) and \
+            np.array_equal(self.combine, np.eye(self.channels))
         self.rate = float(config.sample_rate)
         self.kind = config.kind
         self.max_value = float(config.max_value)
@@ -93,7 +96,7 @@ class EmgIntake:
                 self.recent.append(offset)
                 if len(self.recent) >= ANCHOR_CHUNKS:
                     # refine the anchor by the low end of the receipt offsets
-                    predicted += float(np.percentile(self.recent, ANCHOR_PERCENTILE))
+                    predicted += low_percentile(self.recent, ANCHOR_PERCENTILE)
                     self.recent = []
                 last = predicted
             else:
@@ -111,14 +114,19 @@ class EmgIntake:
         if samples.ndim != 2 or samples.shape[1] != self.channels:
             raise EmgError(f'expected {self.channels} EMG channels, got {samples.shape}',
                            'channel_count')
+        # two reductions for the usual, good chunk (NaN fails both comparisons); the
+        # diagnosis below runs only for a chunk that fails them
+        low, high = samples.min(), samples.max()
+        if self.filter is not None:
+            if -1e3 <= low and high <= 1e3:
+                return samples
+        elif -0.05 <= low and high <= self.max_value:
+            return samples
         if not np.all(np.isfinite(samples)):
             raise EmgError('EMG holds NaN or infinite values', 'non_finite')
         if self.filter is not None:
-            if np.max(np.abs(samples)) > 1e3:
-                raise EmgError('raw EMG above 1 kV: not volts', 'out_of_range')
-        elif np.min(samples) < -0.05 or np.max(samples) > self.max_value:
-            raise EmgError(f'EMG envelope outside [0, {self.max_value}]', 'out_of_range')
-        return samples
+            raise EmgError('raw EMG above 1 kV: not volts', 'out_of_range')
+        raise EmgError(f'EMG envelope outside [0, {self.max_value}]', 'out_of_range')
 
     def excitations(self, samples, checked=False):
         """
@@ -130,10 +138,26 @@ class EmgIntake:
         if not checked:
             samples = self.check(samples)
         env = self.filter.process(samples) if self.filter is not None else samples
-        over = env > 1.0
-        self.clipped += int(np.count_nonzero(over))
+        if env.max() > 1.0:
+            self.clipped += int(np.count_nonzero(env > 1.0))
         return self.muscles(env)
 
     def muscles(self, env):
         """Excitations [S, n_muscles] in [0, 1] of channel envelopes [S, C]."""
-        return np.clip(env @ self.combine, 0.0, 1.0)
+        # np.minimum / np.maximum: np.clip costs several times more on arrays this small
+        return np.minimum(np.maximum(env if self.direct else env @ self.combine, 0.0), 1.0)
+
+
+def low_percentile(values, percent):
+    """
+    ``np.percentile(values, percent)`` (linear) of a short list, in plain Python.
+
+    It runs on the torque path once per ``ANCHOR_CHUNKS`` chunks: np.percentile took about
+    0.2 ms there (CPU caches cold), sorting 50 floats a few us.
+    """
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return float(ordered[0])
+    pos = percent / 100.0 * (len(ordered) - 1)
+    i = min(int(pos), len(ordered) - 2)
+    return float(ordered[i] + (ordered[i + 1] - ordered[i]) * (pos - i))

@@ -6,7 +6,7 @@ their own error type (never a crash, never a NaN handed on).
 """
 
 from diffmsm_ros import settings
-from diffmsm_ros.emg.intake import EmgError, EmgIntake
+from diffmsm_ros.emg.intake import EmgError, EmgIntake, low_percentile
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.nodes import convert
 from hypothesis import given, HealthCheck, settings as hsettings, strategies as st
@@ -57,6 +57,14 @@ def test_emg_array_converter(data, dims, offset):
     assert chunk.ndim == 2 and chunk.shape[1] == 6 and chunk.shape[0] >= 1
 
 
+def emg_chunks(test):
+    """Run ``test(intakes, rows, values, kind)`` on chunks of any floats, both EMG kinds."""
+    return hsettings(max_examples=200, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])(
+        given(rows=st.integers(1, 30), values=st.lists(floats, min_size=1, max_size=180),
+              kind=st.sampled_from([0, 1]))(test))
+
+
 @pytest.fixture(scope='module')
 def intakes(elbow):
     values = settings.defaults()
@@ -66,10 +74,7 @@ def intakes(elbow):
                                                                     names)
 
 
-@hsettings(max_examples=200, deadline=None,
-           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.integers(1, 30), values=st.lists(floats, min_size=1, max_size=180),
-       kind=st.sampled_from([0, 1]))
+@emg_chunks
 def test_emg_pipeline_never_passes_nan(intakes, rows, values, kind):
     intake = intakes[kind]
     samples = np.resize(np.asarray(values, dtype=float), (rows, 6))
@@ -80,6 +85,40 @@ def test_emg_pipeline_never_passes_nan(intakes, rows, values, kind):
         return
     assert u.shape == (rows, 6)
     assert np.all(np.isfinite(u)) and np.all(u >= 0) and np.all(u <= 1)
+
+
+@emg_chunks
+def test_emg_check_names_what_is_wrong(intakes, rows, values, kind):
+    """The check's verdict and code, against the contract's limits read one by one."""
+    intake = intakes[kind]
+    samples = np.resize(np.asarray(values, dtype=float), (rows, 6))
+    if not np.all(np.isfinite(samples)):
+        want = 'non_finite'
+    elif kind == 1:
+        want = 'out_of_range' if np.any(np.abs(samples) > 1e3) else None
+    else:
+        bad = np.any(samples < -0.05) or np.any(samples > intake.max_value)
+        want = 'out_of_range' if bad else None
+    try:
+        intake.check(samples)
+    except EmgError as err:
+        assert err.code == want
+    else:
+        assert want is None
+    if want is None and kind == 0:
+        # an envelope: each muscle's channel, clipped to [0, 1] (one electrode per muscle)
+        np.testing.assert_array_equal(intake.excitations(samples),
+                                      np.clip(samples, 0.0, 1.0))
+    with pytest.raises(EmgError) as err:
+        intake.check(samples[:, :5])
+    assert err.value.code == 'channel_count'
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(values=st.lists(st.floats(-1.0, 1.0), min_size=1, max_size=60),
+       percent=st.floats(0.0, 100.0))
+def test_low_percentile_is_numpys_linear_percentile(values, percent):
+    assert abs(low_percentile(values, percent) - np.percentile(values, percent)) <= 1e-12
 
 
 yaml_values = st.recursive(
