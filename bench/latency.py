@@ -11,7 +11,8 @@ received here) of both, split at the answer's publish call (its DDS source times
 the publisher's own lateness behind its 1 kHz schedule; the node's in-node compute time
 (its /diagnostics), drops, counted losses and CPU use.
 
-Goal (issue 19): in-node p99 <= 0.5 ms, end-to-end p99 <= 2 ms or within 2x of the echo
+Goal (issue 19): in-node p99 <= 0.5 ms over the whole run (at most 1 % of the samples
+slower, from the node's session counts), end-to-end p99 <= 2 ms or within 2x of the echo
 node's, no drops.  Exits 1 when a goal is missed.
 
     python bench/latency.py [--duration 20]
@@ -230,6 +231,11 @@ def main():
     tq, ident = diag.get('diffmsm: torque', {}), diag.get('diffmsm: identifier', {})
     echo_pct, node_pct = percentiles(echo_rx.latencies), percentiles(node_rx.latencies)
     in_node = [float(tq.get(k, 'nan')) for k in ('step_ms_p50', 'step_ms_p99', 'step_ms_max')]
+    # the whole run's share of samples slower than the goal (the node counts them from its
+    # start; nothing came before this run): p99 <= goal means at most 1 % of them
+    steps = float(tq.get('steps', 'nan'))
+    slow = float(tq.get(f'steps_over_{GOAL_IN_NODE_P99:g}ms', 'nan'))
+    slow_share = slow / steps if steps > 0 else float('nan')
     # the encoder samples before the first EMG chunk (up to 10 ms of them) are withheld
     # and counted as having no EMG yet: that is the stream's start, not a loss
     no_emg = int(float(tq.get('withheld_no_emg', 0)))
@@ -242,6 +248,10 @@ def main():
           f'{node_pct[2]:8.3f} {len(node_rx.latencies):9d}')
     print(f'{"diffmsm node, in-node (last 2000)":44s} {in_node[0]:8.3f} {in_node[1]:8.3f} '
           f'{in_node[2]:8.3f}')
+    print(f'  in-node over the whole run: {slow:.0f} of {steps:.0f} samples slower than '
+          f'{GOAL_IN_NODE_P99:g} ms ({100 * slow_share:.2f} %), '
+          + ', '.join(f'{tq.get(f"steps_over_{e:g}ms", "?")} slower than {e:g} ms'
+                      for e in (1, 2, 5)))
     # where the end-to-end time goes: up to the node's publish call (the publisher's
     # lateness, DDS in, the node's wait and work), and from there to this process
     for name, rx in (('echo', echo_rx), ('diffmsm node', node_rx)):
@@ -263,8 +273,9 @@ def main():
           f'{100 * sum(cpu[1:]) / wall:.0f} % of one core')
     e2e_goal = max(GOAL_E2E_P99, ECHO_FACTOR * echo_pct[1])
     failures = []
-    if not in_node[1] <= GOAL_IN_NODE_P99:
-        failures.append(f'in-node p99 {in_node[1]:.3f} ms > {GOAL_IN_NODE_P99} ms')
+    if not slow_share <= 0.01:
+        failures.append(f'in-node p99 over the run > {GOAL_IN_NODE_P99} ms ({100 * slow_share:.2f}'
+                        f' % of samples slower)')
     if not node_pct[1] <= e2e_goal:
         failures.append(f'end-to-end p99 {node_pct[1]:.3f} ms > {e2e_goal:.3f} ms')
     if drops:

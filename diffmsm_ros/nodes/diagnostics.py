@@ -56,21 +56,17 @@ def inputs_status(timeline, stale_timeout, now=None, rate_problems=None):
     return 'diffmsm: inputs', level, text, values
 
 
-def torque_status(timeline, latencies, now=None):
-    """Every encoder sample answered or counted, and the torque path's compute time."""
+def torque_status(timeline, steps, now=None):
+    """Every encoder sample answered or counted, and ``steps``: ``StepTimes.values()``."""
     now = time.monotonic() if now is None else now
     counts = timeline.counts
-    lat = np.asarray(latencies, dtype=float) * 1e3
-    pct = (np.percentile(lat, [50, 99]).tolist() + [float(lat.max())]) if lat.size \
-        else [float('nan')] * 3
     values = {'encoder_samples': counts['encoders'], 'published': counts['torque_published'],
               'withheld_stale': counts['withheld_stale'],
               'withheld_late': counts['withheld_late'],
               'withheld_no_emg': counts['withheld_no_emg'],
               'withheld_nonfinite': counts['withheld_nonfinite'],
               'encoder_gaps': counts['encoder_gaps'],
-              'longest_wait_ms': 1e3 * timeline.longest_wait,
-              'step_ms_p50': pct[0], 'step_ms_p99': pct[1], 'step_ms_max': pct[2]}
+              'longest_wait_ms': 1e3 * timeline.longest_wait, **steps}
     if timeline.stale:
         return 'diffmsm: torque', 'ERROR', 'withheld (stale input)', values
     if timeline.lost_at is not None and now - timeline.lost_at < BAD_RECENT:
@@ -80,18 +76,20 @@ def torque_status(timeline, latencies, now=None):
     return 'diffmsm: torque', 'OK', 'publishing', values
 
 
-def collect(timeline, lock, stale_timeout, latencies, worker, last_result, log):
+def collect(timeline, lock, stale_timeout, step_times, worker, last_result, log):
     """
     Return the node's statuses [(name, level, message, values)] and its input-rate errors.
 
-    Inputs and torque are read under ``lock`` (the time line's); every rate problem is
-    logged (throttled, ``log(level, text, key)``); the errors, joined, explain rejected
-    updates and are returned with the statuses.
+    Inputs and torque are read under ``lock`` (the time line's; the handling times
+    ``step_times``, a ``StepTimes``, outside it); every rate problem is logged (throttled,
+    ``log(level, text, key)``); the errors, joined, explain rejected updates and are
+    returned with the statuses.
     """
+    steps = step_times.values()
     with lock:
         problems = timeline.rate_problems()
         statuses = [inputs_status(timeline, stale_timeout, rate_problems=problems),
-                    torque_status(timeline, list(latencies))]
+                    torque_status(timeline, steps)]
     stream_problem = '; '.join(text for level, text in problems if level == 'ERROR')
     for level, text in problems:
         log(level.lower().replace('warn', 'warning'), text, text[:30])

@@ -9,7 +9,6 @@ node logs that it is ready; only an identifier disabled at start-up starts (and 
 in its own process) when it is first enabled.
 """
 
-import collections
 import os
 import threading
 import time
@@ -18,6 +17,7 @@ from diffmsm_ros import settings
 from diffmsm_ros.emg.intake import EmgIntake
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.jax_setup import configure
+from diffmsm_ros.live.step_times import StepTimes
 from diffmsm_ros.live.timeline import InputTimeline, Torque
 from diffmsm_ros.live.torque import TorquePath
 from diffmsm_ros.nodes import convert, diagnostics, qos, realtime, sensor_loop
@@ -32,7 +32,6 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
-LATENCIES = 2000            # torque-path compute times kept for the percentiles
 ENCODERS, EMG = 0, 1        # the sensor subscriptions, in the order they are created
 
 
@@ -83,7 +82,7 @@ class DiffMsmNode(Node):
         self.lock = threading.Lock()      # the time line: sensor thread vs executor thread
         self.timeline = InputTimeline(settings.timeline_config(values), self.intake,
                                       self.torque, sink=self.worker, log=self.log.throttled)
-        self.latency = collections.deque(maxlen=LATENCIES)
+        self.step_times = StepTimes()
         self.last_result = None
         self.stream_problem = ''       # input-rate errors that explain rejected updates
         self.emg_stamped = values['emg.msg_type'] == 'joint_state'
@@ -140,7 +139,9 @@ class DiffMsmNode(Node):
         samples come from one batch and are published, then handed to the identifier.
         """
         started = time.perf_counter()
-        now = self.get_clock().now().nanoseconds
+        # the system clock unless simulated time is active (Clock.now() took 15 us here)
+        clock = self.get_clock()
+        now = clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
         with self.lock:
             for kind, msg, info in taken:
                 self._read(kind, msg, info, now)
@@ -149,7 +150,7 @@ class DiffMsmNode(Node):
         # every torque first (what the controller waits for), then the muscle states
         for out in torques:
             self.out_torque.publish(out.stamp, out.q, out.qd, out.torque)
-            self.latency.append(time.perf_counter() - started)
+            self.step_times.add(time.perf_counter() - started)
         for out in torques:
             self.out_muscles.publish(out.stamp, out.activation, out.fibre_velocity, out.force)
         self.timeline.feed()
@@ -220,7 +221,7 @@ class DiffMsmNode(Node):
     def diagnostic_statuses(self):
         """[(name, level, message, values)] describing inputs, torque and identifier."""
         statuses, self.stream_problem = diagnostics.collect(
-            self.timeline, self.lock, self.values['stale_timeout'], self.latency, self.worker,
+            self.timeline, self.lock, self.values['stale_timeout'], self.step_times, self.worker,
             self.last_result, self.log.throttled)
         return statuses
 

@@ -401,3 +401,23 @@ def test_raw_emg_lag_is_compensated_once_for_both_consumers(paths, model):
     newest = timeline.emg_newest
     assert sink.excitations[-1][0][-1] == pytest.approx(newest - lag)
     assert paths['plain'].newest == pytest.approx(newest - lag)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_step_times_report_recent_percentiles_and_session_counts(seed):
+    """Percentiles over the last ``recent`` times; counts of slower samples over all of them."""
+    from diffmsm_ros.live.step_times import EDGES_MS, StepTimes
+    times = StepTimes(recent=500)
+    assert np.isnan(times.values()['step_ms_p99']) and times.values()['steps'] == 0
+    rng = np.random.default_rng(seed)
+    seconds = rng.lognormal(np.log(2e-4), 1.2, 1700)
+    for s in seconds:
+        times.add(float(s))
+    values = times.values()
+    recent = seconds[-500:] * 1e3
+    assert values['step_ms_p50'] == pytest.approx(np.percentile(recent, 50), rel=1e-12)
+    assert values['step_ms_p99'] == pytest.approx(np.percentile(recent, 99), rel=1e-12)
+    assert values['step_ms_max'] == pytest.approx(recent.max(), rel=1e-12)
+    assert values['steps'] == 1700
+    for edge in EDGES_MS:
+        assert values[f'steps_over_{edge:g}ms'] == int(np.sum(seconds * 1e3 > edge))
