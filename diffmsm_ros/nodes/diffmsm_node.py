@@ -21,6 +21,7 @@ from diffmsm_ros.live.step_times import StepTimes
 from diffmsm_ros.live.timeline import InputTimeline, Torque
 from diffmsm_ros.live.torque import TorquePath
 from diffmsm_ros.nodes import convert, diagnostics, qos, realtime, sensor_loop
+from diffmsm_ros.nodes.identifier_messages import Enable, Reset
 from diffmsm_ros.nodes.identifier_process import IdentifierProcess
 from diffmsm_ros.nodes.node_log import NodeLog
 from diffmsm_ros.nodes.parameters import declare, on_set, resolve_template
@@ -77,7 +78,7 @@ class DiffMsmNode(Node):
                 raise settings.SettingsError(str(err)) from None
         else:
             # started, and compiled in the background, when identification is enabled
-            self.worker.set_enabled(False)
+            self.worker.command(Enable(False))
         self.compile_seconds = time.monotonic() - started
         self.lock = threading.Lock()      # the time line: sensor thread vs executor thread
         self.timeline = InputTimeline(settings.timeline_config(values), self.intake,
@@ -201,7 +202,7 @@ class DiffMsmNode(Node):
         return response
 
     def _on_reset(self, request, response):
-        self.worker.reset()
+        self.worker.command(Reset())
         self.torque.set_model(self.template.model)
         with self.lock:
             self.timeline.reset()
@@ -211,7 +212,7 @@ class DiffMsmNode(Node):
         return response
 
     def _on_enable(self, request, response):
-        self.worker.set_enabled(request.data)
+        self.worker.command(Enable(request.data))
         self.values['identification.enabled'] = bool(request.data)
         response.success = True
         response.message = 'identification ' + ('enabled' if request.data else 'paused')

@@ -2,15 +2,16 @@
 The online identifier in a child process, so that it never holds the torque path's GIL.
 
 The node hands over encoder samples and excitations (``put_*``: appended to a batch, sent
-every ``FLUSH_PERIOD`` s of wall time, never blocking); the child runs an IdentifierWorker
+every ``FLUSH_PERIOD`` s of wall time, never blocking) and commands (``command``), in the
+messages of ``identifier_messages``; the child runs an IdentifierWorker
 (its own update thread) and sends back every update result, the accepted models (numpy
 pytree and YAML text) and counters.  Queues are bounded: if the child falls behind, the
 oldest batches are dropped and counted.
 
 The child starts (and compiles) when identification is first enabled: at start-up, where
-the node waits for it, or later (``set_enabled``), when it compiles in the background
-while the torque path runs and receives data from then on (``stats['state']`` says
-which).  A node that never identifies never pays for it.
+the node waits for it, or later (``command(Enable(True))``), when it compiles in the
+background while the torque path runs and receives data from then on (``stats['state']``
+says which).  A node that never identifies never pays for it.
 """
 
 import functools
@@ -23,6 +24,9 @@ import time
 import traceback
 
 from diffmsm_ros.identify.online import UpdateResult
+from diffmsm_ros.nodes.identifier_messages import (
+    Enable, Encoders, Excitations, Failed, Log, Model, Ready, Reset, Result, Stats, Stop,
+    Stopped)
 import numpy as np
 
 FLUSH_PERIOD = 0.02     # s between batches sent to the child
@@ -66,7 +70,7 @@ def _join(process, timeout):
 
 def _child(template_spec, config, inbox, outbox, lowpass=None):
     """Child process: run an IdentifierWorker fed from ``inbox``."""
-    # Ctrl-C reaches the whole process group: the parent stops the child ('stop'), so the
+    # Ctrl-C reaches the whole process group: the parent stops the child (``Stop``), so the
     # child must not die of it mid-update with a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # background work: lower priority on the last CPU and one XLA thread, so the torque
@@ -84,15 +88,14 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
         template = templates.resolve(template_spec)
 
         def on_result(result):
-            outbox.put(('result', result.__dict__, worker_stats()))
+            outbox.put(Result(result.__dict__, worker_stats()))
             _release_free_memory()
 
         def on_model(model):
-            outbox.put(('model', model, modelfile.dumps(worker.current_file()),
-                        worker_stats()))
+            outbox.put(Model(model, modelfile.dumps(worker.current_file()), worker_stats()))
 
         def log(text):
-            outbox.put(('log', text))
+            outbox.put(Log(text))
 
         worker = IdentifierWorker(template, config, on_result, on_model, log, lowpass)
 
@@ -112,45 +115,24 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
         worker.compile()
         _release_free_memory()
         worker.start()
-        outbox.put(('ready', worker_stats()))
+        outbox.put(Ready(worker_stats()))
         last_stats = time.monotonic()
         while True:
             try:
                 batch = inbox.get(timeout=0.5)
             except queue.Empty:
                 batch = []
-            for item in batch:
-                kind = item[0]
-                if kind == 'enc':
-                    for t, q, qd, tau in _encoder_rows(item[1]):
-                        worker.put_encoders(t, q, qd, tau)
-                elif kind == 'emg':
-                    worker.put_excitations(item[1][:, 0], item[1][:, 1:], item[2])
-                elif kind == 'reset':
-                    worker.reset()
-                elif kind == 'enabled':
-                    worker.set_enabled(item[1])
-                elif kind == 'period':
-                    worker.set_period(item[1])
-                elif kind == 'iterations':
-                    worker.set_iterations(item[1])
-                elif kind == 'stop':
+            for message in batch:
+                if isinstance(message, Stop):
                     worker.stop()
-                    outbox.put(('stopped',))
+                    outbox.put(Stopped())
                     return
+                worker.take(message)
             if time.monotonic() - last_stats > 0.5:
                 last_stats = time.monotonic()
-                outbox.put(('stats', worker_stats()))
+                outbox.put(Stats(worker_stats()))
     except Exception:  # noqa: B902 - report anything to the parent, then end
-        outbox.put(('failed', traceback.format_exc()))
-
-
-def _encoder_rows(rows):
-    """(t, q, qd or None, tau) of each row [t, q, qd (NaN: not sent), tau] of a batch."""
-    nq = (rows.shape[1] - 1) // 3
-    for row in rows:
-        qd = row[1 + nq:1 + 2 * nq]
-        yield row[0], row[1:1 + nq], None if np.all(np.isnan(qd)) else qd, row[1 + 2 * nq:]
+        outbox.put(Failed(traceback.format_exc()))
 
 
 class IdentifierProcess:
@@ -189,7 +171,7 @@ class IdentifierProcess:
         # the threads that hold the GIL now and then exist from here on (the node raises
         # the priority of every thread it has once it is set up): the queue's feeder
         # thread starts with this first message, the child reads it when it starts
-        self._send([('enabled', True)])
+        self._send([Enable(True)])
         self._receiver = threading.Thread(target=self._receive, name='diffmsm-id-receiver',
                                           daemon=True)
         self._receiver.start()
@@ -229,7 +211,7 @@ class IdentifierProcess:
     def stop(self, timeout=10.0):
         """Let the child finish an update in flight and end; terminate it after ``timeout`` s."""
         if self.started:
-            self._send([('stop',)])
+            self._send([Stop()])
             if not _join(self.process, timeout):
                 self.process.terminate()
                 _join(self.process, timeout)
@@ -256,22 +238,18 @@ class IdentifierProcess:
             # samples go as one array per stream and batch: pickling is the sending
             # thread's work, and it holds the GIL the torque path needs
             if self._excitations:
-                self._batch.insert(0, ('emg', np.concatenate(self._excitations), self._noise))
+                self._batch.insert(0, Excitations(np.concatenate(self._excitations),
+                                                  self._noise))
                 self._excitations, self._noise = [], None
             if self._encoders:
-                self._batch.insert(0, ('enc', np.stack(self._encoders)))
+                self._batch.insert(0, Encoders(np.stack(self._encoders)))
                 self._encoders = []
             batch, self._batch, self._last_flush = self._batch, [], now
         self._send(batch)
 
     def put_encoders(self, t, q, qd, tau):
         """One encoder sample (t s, q rad, qd rad/s or None, tau N m)."""
-        nq = len(q)
-        row = np.empty(1 + 3 * nq)
-        row[0] = t
-        row[1:1 + nq] = q
-        row[1 + nq:1 + 2 * nq] = np.nan if qd is None else qd
-        row[1 + 2 * nq:] = tau
+        row = Encoders.row(t, q, qd, tau)
         with self._lock:
             self._encoders.append(row)
         self._add()
@@ -285,28 +263,23 @@ class IdentifierProcess:
                 self._noise = envelope_noise
         self._add()
 
-    def reset(self):
-        with self._lock:
-            self._batch = []
-            self._encoders = []
-            self._excitations = []
-        self._send([('reset',)])
+    def command(self, message):
+        """
+        Send ``Reset``, ``Enable``, ``Period`` or ``Iterations`` (``identifier_messages``).
 
-    def set_enabled(self, enabled):
-        """Resume or pause updates; the first enabling starts the child (in the background)."""
-        if not self.started:
-            self.stats['enabled'] = bool(enabled)
-            if enabled:
+        The first ``Enable(True)`` starts the child (compiling in the background); before
+        that, pausing only records it.  ``stats['enabled']`` changes when the child
+        confirms it (after any data queued before).
+        """
+        if isinstance(message, Enable) and not self.started:
+            self.stats['enabled'] = bool(message.enabled)
+            if message.enabled:
                 self.start(wait=False)
             return
-        # stats['enabled'] changes when the child confirms it (after any queued data)
-        self._send([('enabled', bool(enabled))])
-
-    def set_period(self, period):
-        self._send([('period', float(period))])
-
-    def set_iterations(self, iterations):
-        self._send([('iterations', int(iterations))])
+        if isinstance(message, Reset):
+            with self._lock:
+                self._batch, self._encoders, self._excitations = [], [], []
+        self._send([message])
 
     # ------------------------------------------------------------------ from the child
     def _receive(self):
@@ -320,7 +293,7 @@ class IdentifierProcess:
                     self.log('the identifier process ended unexpectedly')
                     return
                 continue
-            if msg[0] == 'stopped':
+            if isinstance(msg, Stopped):
                 return
             try:
                 self._handle(msg)
@@ -329,22 +302,22 @@ class IdentifierProcess:
                 self.log(f'identifier result not handled:\n{traceback.format_exc(limit=4)}')
 
     def _handle(self, msg):
-        kind = msg[0]
-        if kind in ('result', 'model', 'stats', 'ready'):
-            self.stats.update(msg[-1])
-        if kind == 'ready':
+        if isinstance(msg, (Result, Model, Stats, Ready)):
+            self.stats.update(msg.stats)
+        if isinstance(msg, Ready):
             self.stats['state'] = 'ready'
             self._ready.set()
-        elif kind == 'failed':
+        elif isinstance(msg, Failed):
             self.stats['state'] = 'failed'
             self.stats['errors'] += 1
-            self._failure = msg[1]
+            self._failure = msg.text
             self._ready.set()
-        if kind == 'result' and self.on_result is not None:
-            self.on_result(UpdateResult(**msg[1]))
-        elif kind == 'model':
-            self.model_yaml = msg[2]
+            self.log(msg.text)
+        elif isinstance(msg, Result) and self.on_result is not None:
+            self.on_result(UpdateResult(**msg.fields))
+        elif isinstance(msg, Model):
+            self.model_yaml = msg.text
             if self.on_model is not None:
-                self.on_model(msg[1], msg[2])
-        elif kind in ('log', 'failed'):
-            self.log(msg[1])
+                self.on_model(msg.model, msg.text)
+        elif isinstance(msg, Log):
+            self.log(msg.text)

@@ -19,6 +19,8 @@ import time
 import traceback
 
 from diffmsm_ros.identify.online import OnlineIdentifier
+from diffmsm_ros.nodes.identifier_messages import (
+    Enable, Encoders, Excitations, Iterations, Period, Reset)
 
 QUEUE_ITEMS = 20000     # encoder samples + EMG chunks waiting for the worker
 ARCHIVE_EVERY = 1000    # items taken in between archiving (raw EMG's session fits)
@@ -79,20 +81,27 @@ class IdentifierWorker:
         """Excitations at times t; ``envelope_noise``: raw EMG's S0 per muscle, if measured."""
         self._put(('emg', t, u, envelope_noise))
 
-    def reset(self):
-        """Back to the template, buffers cleared (done on the worker thread)."""
-        self._commands.append('reset')
-        self._wake.set()
+    def take(self, message):
+        """
+        Take a message of ``identifier_messages``: data, or a command (from any thread).
 
-    def set_enabled(self, enabled):
-        self.ident.enabled = bool(enabled)
-
-    def set_period(self, period):
-        self.period = float(period)
-
-    def set_iterations(self, iterations):
-        self._commands.append(('iterations', int(iterations)))
-        self._wake.set()
+        ``Reset`` (back to the template, data cleared) and ``Iterations`` are done on the
+        worker thread, in order; ``Enable`` and ``Period`` at once.
+        """
+        if isinstance(message, Encoders):
+            for sample in message.samples():
+                self.put_encoders(*sample)
+        elif isinstance(message, Excitations):
+            self.put_excitations(message.times, message.values, message.noise)
+        elif isinstance(message, Enable):
+            self.ident.enabled = bool(message.enabled)
+        elif isinstance(message, Period):
+            self.period = float(message.seconds)
+        elif isinstance(message, (Reset, Iterations)):
+            self._commands.append(message)
+            self._wake.set()
+        else:
+            raise TypeError(f'the identifier does not take {message!r}')
 
     def current_file(self):
         """Return the last accepted model as a SubjectFile (thread-safe)."""
@@ -116,15 +125,15 @@ class IdentifierWorker:
         while self._commands:
             cmd = self._commands.popleft()
             with self._lock:
-                if cmd == 'reset':
+                if isinstance(cmd, Reset):
                     self._generation += 1
                     self.queue.clear()
                     self.ident.reset()
                     self._next_update = None
                     self._newest = None
-                elif cmd[0] == 'iterations':
+                else:
                     self.ident.config = dataclasses.replace(self.ident.config,
-                                                            iterations=cmd[1])
+                                                            iterations=cmd.count)
         resets = self.ident.resets
         taken = 0
         while self.queue:

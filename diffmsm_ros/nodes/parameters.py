@@ -5,6 +5,7 @@ Descriptors carry ranges, choices and the read-only flag.
 """
 
 from diffmsm_ros import settings, templates
+from diffmsm_ros.nodes.identifier_messages import Enable, Iterations, Period
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 
@@ -63,12 +64,11 @@ def on_set(node, params):
         except settings.SettingsError as err:
             return SetParametersResult(successful=False, reason=str(err))
     node.values.update(updates)
-    if 'identification.enabled' in updates:
-        node.worker.set_enabled(updates['identification.enabled'])
-    if 'identification.period' in updates:
-        node.worker.set_period(updates['identification.period'])
-    if 'identification.iterations' in updates:
-        node.worker.set_iterations(updates['identification.iterations'])
+    for name, message in (('identification.enabled', Enable),
+                          ('identification.period', Period),
+                          ('identification.iterations', Iterations)):
+        if name in updates:
+            node.worker.command(message(updates[name]))
     if 'diagnostics_period' in updates:
         node.set_diagnostics_period(updates['diagnostics_period'])
     node.timeline.config = settings.timeline_config(node.values)

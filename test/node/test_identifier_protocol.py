@@ -11,7 +11,9 @@ import queue
 
 from diffmsm_ros.identify.config import IdentifyConfig
 from diffmsm_ros.nodes import identifier_process
-from diffmsm_ros.nodes.identifier_process import _encoder_rows, IdentifierProcess
+from diffmsm_ros.nodes.identifier_messages import (
+    Enable, Encoders, Excitations, Log, Model, Period, Result, Stats)
+from diffmsm_ros.nodes.identifier_process import IdentifierProcess
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ def make_link():
 def link():
     """Give the node's side as when the child runs (the test reads the child's inbox)."""
     proc, got = make_link()
-    assert drain(proc) == [('enabled', True)]      # what the child reads first
+    assert drain(proc) == [Enable(True)]      # what the child reads first
     # there is no child: its receiver thread would report it ended (it looks every 0.5 s;
     # under load a test outlasted that once); the tests hand messages to _handle directly
     proc._stopped.set()
@@ -47,9 +49,9 @@ def test_before_the_child_starts_nothing_is_kept_and_pausing_starts_nothing():
         proc._last_flush = float('-inf')
         proc.put_encoders(0.0, np.zeros(2), None, np.zeros(2))
         proc.put_excitations(np.zeros(1), np.zeros((1, 3)))
-        proc.set_enabled(False)
+        proc.command(Enable(False))
         assert not proc.started and proc.stats['enabled'] is False
-        assert drain(proc) == [('enabled', True)]
+        assert drain(proc) == [Enable(True)]
         assert proc._encoders == proc._excitations == proc._batch == []
         proc.stop()                                    # nothing to stop: returns at once
         assert not proc.process.is_alive()
@@ -80,14 +82,14 @@ def test_samples_reach_the_child_unchanged_and_in_order(link):
     t, u, noise = np.arange(4) * 0.002, rng.uniform(size=(4, 3)), np.array([1e-3] * 3)
     proc.put_excitations(t, u, noise)
     proc._last_flush = float('-inf')       # the next sample flushes
-    proc.set_enabled(False)
+    proc.command(Enable(False))
     proc.put_encoders(0.005, np.zeros(2), None, np.zeros(2))
     items = drain(proc)
-    kinds = [item[0] for item in items]
-    assert kinds[0] == 'enabled' and items[0][1] is False
-    enc = [item for item in items if item[0] == 'enc']
-    emg = [item for item in items if item[0] == 'emg']
-    rows = [row for item in enc for row in _encoder_rows(item[1])]
+    kinds = [type(item) for item in items]
+    assert items[0] == Enable(False)
+    enc = [item for item in items if type(item) is Encoders]
+    emg = [item for item in items if type(item) is Excitations]
+    rows = [row for item in enc for row in item.samples()]
     assert len(rows) == len(sent) + 1
     for (t0, q0, qd0, tau0), (t1, q1, qd1, tau1) in zip(sent, rows):
         assert t0 == t1
@@ -95,10 +97,11 @@ def test_samples_reach_the_child_unchanged_and_in_order(link):
         np.testing.assert_array_equal(tau0, tau1)
         assert (qd0 is None and qd1 is None) or np.array_equal(qd0, qd1)
     assert len(emg) == 1
-    np.testing.assert_array_equal(emg[0][1], np.column_stack([t, u]))
-    np.testing.assert_array_equal(emg[0][2], noise)
+    np.testing.assert_array_equal(emg[0].times, t)
+    np.testing.assert_array_equal(emg[0].values, u)
+    np.testing.assert_array_equal(emg[0].noise, noise)
     # within one batch, encoders come before excitations (the child adds them in that order)
-    assert kinds.index('enc') < kinds.index('emg')
+    assert kinds.index(Encoders) < kinds.index(Excitations)
 
 
 def test_a_full_inbox_counts_drops_and_never_blocks(link, monkeypatch):
@@ -106,21 +109,20 @@ def test_a_full_inbox_counts_drops_and_never_blocks(link, monkeypatch):
     small = type(proc.inbox)(2, ctx=identifier_process.multiprocessing.get_context('spawn'))
     monkeypatch.setattr(proc, 'inbox', small)
     for _ in range(5):
-        proc.set_period(1.0)
+        proc.command(Period(1.0))
     assert proc.dropped == 3
     assert [item for batch in (small.get(timeout=1), small.get(timeout=1))
-            for item in batch] == [('period', 1.0)] * 2
+            for item in batch] == [Period(1.0)] * 2
     small.close()
 
 
 def test_what_the_child_sends_reaches_the_callbacks(link):
     proc, got = link
-    proc._handle(('result', {'accepted': True, 'reason': 'accepted', 'seconds': 0.25},
-                  {'updates': 1, 'accepted': 1}))
-    proc._handle(('model', {'placeholder': 1}, 'format: diffmsm.subject/1\n',
-                  {'updates': 1}))
-    proc._handle(('log', 'hello'))
-    proc._handle(('stats', {'busy': True}))
+    proc._handle(Result({'accepted': True, 'reason': 'accepted', 'seconds': 0.25},
+                        {'updates': 1, 'accepted': 1}))
+    proc._handle(Model({'placeholder': 1}, 'format: diffmsm.subject/1\n', {'updates': 1}))
+    proc._handle(Log('hello'))
+    proc._handle(Stats({'busy': True}))
     assert [(r.accepted, r.reason, r.seconds) for r in got['results']] == [
         (True, 'accepted', 0.25)]
     assert got['models'] == [({'placeholder': 1}, 'format: diffmsm.subject/1\n')]

@@ -11,6 +11,7 @@ import time
 
 from diffmsm_ros import settings
 from diffmsm_ros.identify import offline, session_fit
+from diffmsm_ros.nodes.identifier_messages import Reset
 from diffmsm_ros.nodes.identifier_worker import IdentifierWorker
 from diffmsm_ros.session import raw_emg, record
 import numpy as np
@@ -115,7 +116,7 @@ def test_a_reset_while_a_session_fit_runs_drops_its_result(worker, session):
     put(w, session, 0.0, DUE)
     wait_until(lambda: w._session is not None)
     fitting = w._session
-    w.reset()
+    w.take(Reset())
     put(w, session, 0.0, 2.0)            # the session again, from its start
     fitting.join(WAIT)
     wait_until(lambda: w._session is not fitting)
