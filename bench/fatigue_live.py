@@ -120,13 +120,17 @@ def replay(root, bag, emg_rate, params):
     return models, torques, diag
 
 
+def tired(truth, factor, t):
+    """Return the hidden subject's model at session time t (strengths scaled by ``factor``)."""
+    mus = truth.model.muscles
+    return dataclasses.replace(truth.model, muscles=dataclasses.replace(
+        mus, max_isometric_force=np.asarray(mus.max_isometric_force) * factor(t)))
+
+
 def errors(model, truth, factor, t):
     """Return (mean % error of the muscle parameters, % errors of the strengths) at t."""
     from sessions import muscle_errors
-    mus = truth.model.muscles
-    tired = dataclasses.replace(mus, max_isometric_force=np.asarray(
-        mus.max_isometric_force) * factor(t))
-    err = muscle_errors(model, dataclasses.replace(truth.model, muscles=tired))
+    err = muscle_errors(model, tired(truth, factor, t))
     return float(err.mean()), err[0]
 
 
@@ -166,7 +170,8 @@ def main():
     print('starting the node and replaying at real-time pace ...', flush=True)
     emg_rate, params = node_params(args.emg, elbow.model)
     models, torques, diag = replay(root, os.path.join(root, 'bag'), emg_rate, params)
-    fitted = [(t, modelfile.loads(text).model) for t, text in models]
+    files = [(t, modelfile.loads(text)) for t, text in models]
+    fitted = [(t, sf.model) for t, sf in files]
     print(f'\n{len(fitted)} models published; encoder samples {len(session.t)}, torques '
           f'{len(torques)}')
     print(f'{"session s":>10s} {"muscle err %":>13s} {"strength RMS err %":>19s}')
@@ -183,7 +188,10 @@ def main():
         failures.append('no model published')
     else:
         last, _ = errors(fitted[-1][1], truth, factor, duration)
-        report = f'\nlast published model: {last:.2f} % (goal {last_goal} %)'
+        from sessions import within_two_sigma
+        inside, counted = within_two_sigma(files[-1][1], tired(truth, factor, duration))
+        report = (f'\nlast published model: {last:.2f} % (goal {last_goal} %), {inside} of '
+                  f'{counted} muscle parameters within 2 of its 1-sigma of the truth')
         if not last <= last_goal:
             failures.append(f'last model {last:.2f} %')
         if fatigue:

@@ -26,6 +26,26 @@ def muscle_errors(model, truth):
         for f in MUSCLE_FIELDS])
 
 
+def within_two_sigma(subject_file, truth):
+    """
+    (inside, counted): muscle parameters of a model file within 2 of its 1-sigma of ``truth``.
+
+    Counted are those of ``MUSCLE_FIELDS`` that carry a 1-sigma (``SubjectFile.std``).
+    """
+    inside = counted = 0
+    model, std = subject_file.model, subject_file.std.get('muscles', {})
+    for m, name in enumerate(model.muscle_names):
+        for field in MUSCLE_FIELDS:
+            sigma = std.get(name, {}).get(field)
+            if sigma is None:
+                continue
+            got = np.asarray(getattr(model.muscles, field))[m]
+            want = np.asarray(getattr(truth.muscles, field))[m]
+            counted += 1
+            inside += int(abs(got - want) <= 2.0 * float(sigma))
+    return inside, counted
+
+
 def theta_errors(space, theta, truth):
     """Absolute % errors of the muscle entries of ``theta`` (parameter space order)."""
     mask = space.mask(lambda e: e.section == 'muscles' and e.field in MUSCLE_FIELDS)
