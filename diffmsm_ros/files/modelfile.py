@@ -517,6 +517,16 @@ def _umask():
     return 0o022
 
 
+def save_text(path, text):
+    """Write ``text`` to ``path`` atomically; return (True, absolute path) or (False, why)."""
+    path = os.path.abspath(os.fspath(path))
+    try:
+        write_text_atomic(path, text)
+    except OSError as err:
+        return False, f'cannot save the model to {path}: {err}'
+    return True, path
+
+
 def write_text_atomic(path, text):
     """Temporary file in the same folder, fsync, rename over ``path``, fsync the folder."""
     path = os.path.abspath(os.fspath(path))

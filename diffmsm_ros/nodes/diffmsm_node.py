@@ -1,15 +1,13 @@
 """
 The ``diffmsm`` node: EMG and encoders in, predicted joint torques and subject models out.
 
-Wiring only: parameters, subscriptions, publishers, services and diagnostics.  What to do
-with each sample is ``diffmsm_ros.live`` (the input time line and the torque path, no
-ROS); the online identifier runs in a child process (``IdentifierProcess``) and swaps the
-model when an update is accepted.  Everything is compiled in the constructor, before the
-node logs that it is ready; only an identifier disabled at start-up starts (and compiles,
-in its own process) when it is first enabled.
+Wiring only: parameters, subscriptions, publishers, services and diagnostics.  Each
+sample goes to ``diffmsm_ros.live`` (input time line, torque path; no ROS); the identifier
+runs in a child process (``IdentifierProcess``) and swaps in each accepted model.  All is
+compiled before the node logs ready; an identifier disabled at start-up starts (and
+compiles, in its own process) when it is first enabled.
 """
 
-import os
 import threading
 import time
 
@@ -33,15 +31,15 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
-ENCODERS, EMG = 0, 1        # the sensor subscriptions, in the order they are created
+ENCODERS, EMG = 0, 1        # the sensor subscriptions, created in this order
 
 
 class DiffMsmNode(Node):
     """
     The node of the contract (topics, services, parameters, diagnostics).
 
-    Callbacks, services and timers run on one executor thread; only the identifier's
-    receiver thread swaps the model (``TorquePath.set_model`` is atomic).
+    Sensors are served on the sensor loop's thread, services and timers on the executor's,
+    and the identifier's receiver thread swaps the model (``TorquePath.set_model``).
     """
 
     def __init__(self, **kwargs):
@@ -88,7 +86,6 @@ class DiffMsmNode(Node):
         self.stream_problem = ''       # input-rate errors that explain rejected updates
         self.emg_stamped = values['emg.msg_type'] == 'joint_state'
         emg_type = JointState if self.emg_stamped else Float64MultiArray
-        # encoders first, then EMG: _on_take tells them apart by this order (ENCODERS, EMG)
         self.sensor_loop, self._hidden = sensor_loop.serve(
             self, [(JointState, 'joint_states'), (emg_type, 'emg')], qos.SENSOR,
             self._on_take, lambda err: self.log.error(f'sensor loop stopped: {err!r}'))
@@ -188,13 +185,10 @@ class DiffMsmNode(Node):
             self._save(text)
 
     def _save(self, text):
-        path = os.path.abspath(self.values['model.output_path'])
-        try:
-            modelfile.write_text_atomic(path, text)
-            return True, path
-        except OSError as err:
-            self.log('error', f'cannot save the model to {path}: {err}')
-            return False, f'cannot save to {path}: {err}'
+        saved, message = modelfile.save_text(self.values['model.output_path'], text)
+        if not saved:
+            self.log('error', message)
+        return saved, message
 
     # ------------------------------------------------------------------ services
     def _on_save(self, request, response):

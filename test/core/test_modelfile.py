@@ -95,3 +95,15 @@ def test_unreadable_files_give_clear_errors(tmp_path):
 def test_segment_frames_survive(elbow):
     sk = elbow.model.skeleton
     assert np.allclose(np.linalg.norm(np.asarray(sk.frame_quat), axis=1), 1.0)
+
+
+def test_save_text_reports_where_it_saved_or_why_not(elbow, tmp_path):
+    text = modelfile.dumps(elbow)
+    saved, where = modelfile.save_text(tmp_path / 'out' / 'model.yaml', text)
+    assert saved and where == str(tmp_path / 'out' / 'model.yaml')
+    assert modelfile.load(where).model.name == elbow.model.name
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    saved, why = modelfile.save_text(blocker / 'model.yaml', text)
+    assert not saved and why.startswith('cannot save the model to') and 'a_file' in why
+    assert blocker.read_text() == 'not a folder'
