@@ -570,12 +570,13 @@ class OnlineIdentifier:
         return result
 
     # ------------------------------------------------------------------ output
-    def current_model(self):
-        """Return the last accepted subject model (a JAX pytree of numpy arrays)."""
-        return _to_numpy(self.problem.model_of(jnp.asarray(self.z)))
-
     def current_file(self, extra_identification=None):
-        """Return the last accepted model as a SubjectFile with 1-sigma values and a report."""
+        """
+        Return the last accepted model as a SubjectFile with 1-sigma values and a report.
+
+        Its model (inside the template's bounds) is the one the node's torque path uses and
+        publishes: there is no other form of an accepted model.
+        """
         return subject_file(self.template, self.problem, self.z, self.last_analysis,
                             dict(self.identification_summary(), **(extra_identification or {})))
 

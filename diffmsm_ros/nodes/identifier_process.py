@@ -91,8 +91,10 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
             outbox.put(Result(result.__dict__, worker_stats()))
             _release_free_memory()
 
-        def on_model(model):
-            outbox.put(Model(model, modelfile.dumps(worker.current_file()), worker_stats()))
+        def on_model(subject_file):
+            # one form of the model: the torque path gets the published file's
+            outbox.put(Model(subject_file.model, modelfile.dumps(subject_file),
+                             worker_stats()))
 
         def log(text):
             outbox.put(Log(text))

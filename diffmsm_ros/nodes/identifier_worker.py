@@ -3,9 +3,10 @@ The online identifier on its own thread, fed through a bounded queue.
 
 The torque path hands over encoder samples and excitations (``put_*``, never blocking);
 the worker moves them into the OnlineIdentifier, runs an update every ``period`` seconds of
-data and reports each result to ``on_result`` (and accepted models to ``on_model``).  The
-queue has a fixed size: if the identifier falls behind, the oldest items are dropped and
-counted, so memory stays bounded whatever the input rate.
+data and reports each result to ``on_result`` (and each accepted model, as the
+``SubjectFile`` it is published as, to ``on_model``).  The queue has a fixed size: if the
+identifier falls behind, the oldest items are dropped and counted, so memory stays bounded
+whatever the input rate.
 
 Raw EMG (``lowpass`` given): a session fit (``identify/session_fit.py``) runs on a thread
 of its own when one is due, over the session archived so far, while this thread goes on
@@ -209,4 +210,4 @@ class IdentifierWorker:
         if self.on_result is not None:
             self.on_result(result)
         if result.accepted and self.on_model is not None:
-            self.on_model(self.ident.current_model())
+            self.on_model(self.current_file())

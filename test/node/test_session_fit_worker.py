@@ -10,6 +10,7 @@ import threading
 import time
 
 from diffmsm_ros import settings
+from diffmsm_ros.files import modelfile
 from diffmsm_ros.identify import offline, session_fit
 from diffmsm_ros.nodes.identifier_messages import Reset
 from diffmsm_ros.nodes.identifier_worker import IdentifierWorker
@@ -104,6 +105,10 @@ def test_a_session_fit_runs_beside_the_data_and_is_reported(worker, session):
     # reported like an update, and published; no online update ran (raw EMG)
     assert got['results'] == [fit] and before == 0
     assert fit.accepted and fit.session_seconds >= FIRST and len(got['models']) >= 1
+    # the model reported is the file published (inside the template's bounds)
+    published = got['models'][0]
+    modelfile.check_bounds(published)
+    assert published.model.name == w.ident.template.model.name
     assert w.ident.session_fits == 1 and w.updates == len(got['results'])
     # what came while it ran was taken in and archived, nothing dropped
     wait_until(lambda: not w.queue and w.ident.archive.seconds >= DURATION - 6.0, 30.0)
