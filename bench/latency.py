@@ -147,6 +147,14 @@ def publish(duration):
     return lines[-1] if lines else out.stderr[-2000:]
 
 
+def stolen(before):
+    """Return the share (%) of all CPU time since ``before`` (psutil.cpu_times) the host took."""
+    now = psutil.cpu_times()
+    total = sum(now) - sum(before)
+    steal = getattr(now, 'steal', 0.0) - getattr(before, 'steal', 0.0)
+    return 100.0 * steal / total if total > 0 else float('nan')
+
+
 def percentiles(values):
     a = np.asarray(values, dtype=float)
     if not a.size:
@@ -186,7 +194,9 @@ def main():
     # the floor: a trivial echo node in its own process
     echo_proc = subprocess.Popen([sys.executable, __file__, '--echo'])
     gc.disable()
+    machine = psutil.cpu_times()
     echo_line = publish(args.duration)
+    echo_stolen = stolen(machine)
     time.sleep(1.0)     # the last echoes in flight
     echo_proc.terminate()
     try:
@@ -210,7 +220,9 @@ def main():
     cpu0 = [p.cpu_times() for p in procs]
     wall0 = time.monotonic()
     gc.disable()
+    machine = psutil.cpu_times()
     node_line = publish(args.duration)
+    node_stolen = stolen(machine)
     seen = listener.diagnostics_count
     deadline = time.monotonic() + 10
     while listener.diagnostics_count < seen + 2 and time.monotonic() < deadline:
@@ -271,6 +283,10 @@ def main():
           f'), last update {ident.get("update_s", "?")} s')
     print(f'CPU use: node {100 * cpu[0] / wall:.0f} %, identifier process '
           f'{100 * sum(cpu[1:]) / wall:.0f} % of one core')
+    # a virtual machine's host may run other guests on its cores: the time it took from this
+    # one (steal) is time no process here could run, whatever its priority
+    print(f'CPU time taken by the host (steal) while publishing: {echo_stolen:.1f} % (echo), '
+          f'{node_stolen:.1f} % (node) of the machine')
     e2e_goal = max(GOAL_E2E_P99, ECHO_FACTOR * echo_pct[1])
     failures = []
     if not slow_share <= 0.01:
