@@ -209,6 +209,13 @@ def main():
     from sessions import relative_rmse
     torque = relative_rmse(torques, session, session.t[-1] - TORQUE_SPAN)
     ident = diag.get('diffmsm: identifier', {})
+    tq = diag.get('diffmsm: torque', {})
+    # where the encoder samples without a torque here went (the node's own accounting)
+    print(f'the node published {tq.get("published", "?")} torques; withheld: late '
+          f'{tq.get("withheld_late", "?")}, stale {tq.get("withheld_stale", "?")}, no EMG yet '
+          f'{tq.get("withheld_no_emg", "?")}; encoder gaps {tq.get("encoder_gaps", "?")}; '
+          f'samples slower than 1 ms in the node {tq.get("steps_over_1ms", "?")} of '
+          f'{tq.get("steps", "?")}')
     print(f'torque RMSE over the last {TORQUE_SPAN:.0f} s: {torque:.2f} % (goal '
           f'{torque_goal} %); identifier updates {ident.get("accepted", "?")} accepted of '
           f'{ident.get("updates", "?")}, data dropped before the identifier '
