@@ -78,11 +78,11 @@ def fill_rows(ring, start, first, final, last_e, last_t, h, slope_rows, ahead_li
     if ahead < count:
         sloped = final - first > slope_rows
         back = final - slope_rows
-        for i in range(ahead, count):
-            dt = min(max((start + i) * h - last_t, 0.0), ahead_limit)
-            for m in range(nm):
+        for m in range(nm):
+            slope = (last_e[m] - ring[back % size, m]) / (last_t - back * h) if sloped else 0.0
+            for i in range(ahead, count):
                 if sloped:
-                    slope = (last_e[m] - ring[back % size, m]) / (last_t - back * h)
+                    dt = min(max((start + i) * h - last_t, 0.0), ahead_limit)
                     rows[i, m] = last_e[m] + dt * slope
                 else:
                     rows[i, m] = last_e[m]
