@@ -507,10 +507,12 @@ class InputTimeline:
         Back to no data at all (also the node's reset service).
 
         EMG still waiting was published before the sample that jumped back (messages are
-        handled in publish order): it belongs to the stream before the jump.
+        handled in publish order): it belongs to the stream before the jump.  So do the
+        samples not yet handed to the identifier: a reset must not reach it before them.
         """
         self.pending.clear()
         self.asked = []
+        self.to_sink = []
         self.intake.reset()
         self.walls.clear()
         self.periods.clear()

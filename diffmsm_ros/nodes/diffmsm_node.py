@@ -196,10 +196,10 @@ class DiffMsmNode(Node):
         return response
 
     def _on_reset(self, request, response):
+        with self.lock:       # first: samples taken before are not handed over after it
+            self.timeline.reset()
         self.worker.command(Reset())
         self.torque.set_model(self.template.model)
-        with self.lock:
-            self.timeline.reset()
         self.model_yaml = modelfile.dumps(self.template)
         self.pub_model.publish(String(data=self.model_yaml))
         response.success, response.message = True, 'back to the template, buffers cleared'

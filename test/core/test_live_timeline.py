@@ -421,3 +421,18 @@ def test_step_times_report_recent_percentiles_and_session_counts(seed):
     assert values['steps'] == 1700
     for edge in EDGES_MS:
         assert values[f'steps_over_{edge:g}ms'] == int(np.sum(seconds * 1e3 > edge))
+
+
+def test_a_reset_drops_samples_not_yet_handed_to_the_identifier(paths, model):
+    """Admitted but not fed (the node feeds after publishing): a reset keeps them from it."""
+    timeline, sink = make_timeline(model, paths['plain'])
+    feed(timeline, model, 0.2)
+    handed = len(sink.encoders)
+    assert handed == int(round(0.2 / model.timestep))       # each fed after its torque
+    t_ns = T0 + int(round(0.3 * 1e9))
+    timeline.admit(t_ns, np.array([1.0]), np.array([0.0]), np.zeros(1), now_ns=t_ns)
+    timeline.reset()
+    timeline.feed()
+    assert len(sink.encoders) == handed
+    feed(timeline, model, 0.1, start=1.0)                   # the stream after the reset
+    assert len(sink.encoders) == handed + int(round(0.1 / model.timestep))
