@@ -36,6 +36,7 @@ STALLED = 1e-3           # relative fall of the fit residual in an LM iteration:
 ROBUST_ITERATIONS = 40   # most LM iterations after a robust start (until stalled)
 SESSION_OWNED = 'raw EMG: only session fits update the model'
 EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
+HELD_BACK = 'did not lower the hold-out error and carried-belief term'
 
 
 @dataclasses.dataclass
@@ -122,6 +123,7 @@ class OnlineIdentifier:
         self.carried_envelope = None     # raw EMG: envelope information absorbed so far
         self.absorbed = 0                # chunks absorbed into the belief
         self.belief_rollbacks = 0        # absorptions refused (non-finite, not definite)
+        self.beliefs_let_go = 0          # beliefs widened where data disagreed with them
         self.posterior = self.arrival    # the belief after the newest accepted update
         self._new_archive()
 
@@ -178,6 +180,7 @@ class OnlineIdentifier:
         self.arrival = self.good_arrival = self.posterior = self.problem.belief()
         self.carried_envelope = None
         self.absorbed = 0
+        self.beliefs_let_go = 0
         self._new_archive()
 
     def _new_archive(self):
@@ -280,9 +283,7 @@ class OnlineIdentifier:
     def _absorb(self, win):
         """Add a chunk leaving the window to the carried belief (then widened by drift)."""
         hess, grad, half, _, _ = self.problem.normal(self.z, win)
-        # residuals above the noise level (unmodelled error, EMG noise) carry less than
-        # their count says: the chunk's information is scaled down by its residual variance
-        scale = 1.0 / max(1.0, self.problem.mean_cost(half, win) / NOISE_LEVEL)
+        scale = self._data_scale(half, [win])
         info = None
         if self.envelope_noise is not None:
             # raw EMG: the envelope's error, correlated in time, leaves less than even the
@@ -303,6 +304,36 @@ class OnlineIdentifier:
         if info is not None:
             self.carried_envelope = info if self.carried_envelope is None else \
                 self.carried_envelope + info
+
+    def _data_scale(self, half, wins):
+        """
+        Return the share of their count that data of cost ``half`` carry as information.
+
+        Residuals above the noise level (unmodelled error, EMG noise) carry less than their
+        count says: the information is scaled down by the residual variance.
+        """
+        return 1.0 / max(1.0, self.problem.mean_cost(half, wins) / NOISE_LEVEL)
+
+    def _check_belief(self, prior, hess, grad, half, wins):
+        """
+        Return the carried belief, let go of where the newest data disagree with it.
+
+        Early fits, far from the truth, are absorbed linearised where they stood, and a
+        belief that later data contradict by more than its 1-sigma allows (a drift faster
+        than declared, a wrong early basin) would hold the model back for minutes with a
+        1-sigma far too small.  It is widened along the shift the data ask for until that
+        shift is what its 1-sigma allows (``posterior.let_go``).
+        """
+        scale = self._data_scale(half, wins)
+        check = posterior.consistency(prior, scale * hess, scale * grad, self.z)
+        if not check.disagrees():
+            return prior
+        wide = posterior.let_go(prior, check)
+        if wide is prior or not posterior.usable(wide):
+            return prior
+        self.beliefs_let_go += 1
+        self.arrival = self.good_arrival = wide
+        return wide
 
     # ------------------------------------------------------------------ session fits
     @property
@@ -475,6 +506,10 @@ class OnlineIdentifier:
                 self.needs_global = False
                 self.rejections_in_row = 0
             self._note_rejection()
+            if refused == HELD_BACK:
+                # the carried belief held the data back: see whether it claims too much
+                hess, grad, half, _, _ = self.problem.normal(self.z, fit)
+                self._check_belief(prior, hess, grad, half, fit)
             return self._done(UpdateResult(
                 False, refused, fit_cost, before, after,
                 data_time=data_time, robust_start=robust, stalled=stalled), started)
@@ -488,6 +523,8 @@ class OnlineIdentifier:
         self.retries += int(self.needs_global)
         self.rejections_in_row = 0
         hess, grad, half, count, scores = self.problem.normal(self.z, fit)
+        if self.config.memory:
+            prior = self._check_belief(prior, hess, grad, half, fit)
         self.posterior = posterior.absorb(prior, hess, grad, self.z)
         self.last_analysis = self.problem.analyse(
             self.z, hess, half, count, external_torque=external_torque_rms(fit), scores=scores,
@@ -519,7 +556,7 @@ class OnlineIdentifier:
         new = hold_half(z_new, hold) + posterior.terms(prior, z_new)[2]
         old = hold_half(self.z, hold) + posterior.terms(prior, self.z)[2]
         if not new < old:
-            return 'did not lower the hold-out error and carried-belief term'
+            return HELD_BACK
         if after > self.problem.cost(np.zeros_like(z_new), hold):
             return 'fits the held-out data worse than the template'
         return ''
@@ -597,6 +634,7 @@ class OnlineIdentifier:
             summary.update({'memory': True, 'drift_pct_per_sqrt_min': dict(self.config.drift),
                             'absorbed_chunks': self.absorbed,
                             'carried_seconds': self.absorbed * self.fit_span * self.h,
+                            'beliefs_let_go': self.beliefs_let_go,
                             'information_nats': self.information_gained(),
                             'median_sigma': self.median_sigma()})
         return summary

@@ -10,7 +10,10 @@ in the normalised space of ``params.ParamSpace``.  Pure functions move it along:
 - ``widen(belief, drift, seconds)``: a random walk of ``drift`` (normalised units per
   square root of a minute, per parameter) over ``seconds``: P <- P + diag(drift^2) t;
 - ``terms(belief, z)``: the prior's (hessian, gradient, cost) at z for a solver;
-- ``cap(hess, info)``: the factor that keeps data within the information ``info`` allows.
+- ``cap(hess, info)``: the factor that keeps data within the information ``info`` allows;
+- ``consistency(belief, hess, grad, z)``: how far new data pull from the belief, against
+  what the belief and the data's noise allow; ``let_go(belief, check)`` widens the belief
+  along what the data contradict.
 
 With no drift and data linear in z, absorbing data piece by piece and fitting the newest
 piece against the belief gives the batch fit over all of it (recursive least squares),
@@ -104,6 +107,62 @@ def cap(hess, info):
         return 1.0      # no usable bound: the data stand as they are (non-finite ones are
         #                 refused where the belief is checked)
     return 1.0 / largest if largest > 1.0 else 1.0
+
+
+class Consistency(typing.NamedTuple):
+    """
+    The disagreement between a belief and new data (``consistency``).
+
+    ``shift`` = z* - mean, where z* is the belief updated with the data (one Gauss-Newton
+    solve); ``statistic`` = shift^T info shift.  ``expected`` and ``spread`` are the
+    statistic's mean and standard deviation when the belief's mean is right and the data
+    carry the noise their information says: in the belief's whitened coordinates, where the
+    data's information has eigenvalues a_i, the statistic is sum f_i chi2_1 with
+    f_i = a_i / (1 + a_i).
+    """
+
+    statistic: float
+    expected: float
+    spread: float
+    shift: np.ndarray
+
+    def disagrees(self, sigmas=3.0):
+        """Whether the statistic lies more than ``sigmas`` spreads above its mean."""
+        return bool(np.isfinite(self.statistic) and np.isfinite(self.expected)
+                    and self.statistic > self.expected + sigmas * self.spread)
+
+
+def consistency(belief, hess, grad, z_lin):
+    """Return the ``Consistency`` of data (``absorb``'s arguments) with the belief."""
+    shift = absorb(belief, hess, grad, z_lin).mean - belief.mean
+    statistic = float(shift @ belief.info @ shift)
+    try:
+        root = np.linalg.cholesky(belief.info)
+        white = np.linalg.solve(root, np.linalg.solve(root, np.asarray(hess, float)).T)
+        a = np.clip(np.linalg.eigvalsh(0.5 * (white + white.T)), 0.0, None)
+    except np.linalg.LinAlgError:
+        return Consistency(statistic, float('nan'), float('nan'), shift)
+    f = a / (1.0 + a)
+    return Consistency(statistic, float(np.sum(f)), float(np.sqrt(2.0 * np.sum(f * f))),
+                       shift)
+
+
+def let_go(belief, check):
+    """
+    Return the belief widened along the shift the data asked for (``Consistency``).
+
+    The covariance gains a v v^T along v = shift, so much that the shift's squared
+    distance under the belief falls from the statistic to its expected value: the belief
+    no longer claims to know the direction the data contradict, and keeps the rest.
+    """
+    v, s = check.shift, check.statistic
+    target = max(check.expected, 1e-12)
+    if not (np.all(np.isfinite(v)) and np.isfinite(s)) or s <= target:
+        return belief
+    alpha = 1.0 / target - 1.0 / s                 # the covariance's gain along v
+    pv = belief.info @ v
+    info = belief.info - alpha * np.outer(pv, pv) / (1.0 + alpha * s)
+    return Belief(belief.mean, 0.5 * (info + info.T))
 
 
 def usable(belief):

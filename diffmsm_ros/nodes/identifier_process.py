@@ -110,6 +110,7 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
                     'information_nats': ident.information_gained(),
                     'carried_s': ident.absorbed * ident.fit_span * ident.h,
                     'belief_rollbacks': ident.belief_rollbacks,
+                    'beliefs_let_go': ident.beliefs_let_go,
                     'session_fits': ident.session_fits,
                     'session_archive_s': ident.archive.seconds,
                     'session_archive_lost_s': ident.archive_lost}
@@ -155,7 +156,8 @@ class IdentifierProcess:
         self.stats = {'enabled': True, 'busy': False, 'updates': 0, 'accepted': 0, 'rejected': 0,
                       'buffer_resets': 0, 'queue_dropped': 0, 'errors': 0,
                       'median_sigma_pct': float('nan'), 'information_nats': 0.0,
-                      'carried_s': 0.0, 'belief_rollbacks': 0, 'session_fits': 0,
+                      'carried_s': 0.0, 'belief_rollbacks': 0, 'beliefs_let_go': 0,
+                      'session_fits': 0,
                       'session_archive_s': 0.0, 'session_archive_lost_s': 0.0}
         self.dropped = 0
         self.model_yaml = None

@@ -140,3 +140,65 @@ def test_cap_keeps_data_within_the_information_allowed(seed):
         assert np.linalg.eigvalsh(info - 1.001 * c * hess).min() < 0
     assert posterior.cap(0.5 * info, info) == 1.0
     assert posterior.cap(np.full((6, 6), np.nan), info) == 1.0
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_consistency_statistic_has_the_mean_and_spread_it_claims(seed):
+    """A right belief and data with the noise they claim: the statistic's moments hold."""
+    rng = np.random.default_rng(seed)
+    size, draws = 5, 4000
+    truth = rng.normal(size=size)
+    root = rng.normal(size=(size, size)) + 2.0 * np.eye(size)
+    info = root @ root.T
+    cov = np.linalg.inv(info)
+    a = rng.normal(size=(8, size)) * 0.7      # 8 rows: information of every size
+    stats, claims = [], set()
+    for _ in range(draws):
+        belief = posterior.Belief(rng.multivariate_normal(truth, cov), info)
+        y = a @ truth + rng.normal(size=8)
+        z_lin = rng.normal(size=size)
+        check = posterior.consistency(belief, a.T @ a, a.T @ (a @ z_lin - y), z_lin)
+        stats.append(check.statistic)
+        claims.add((round(check.expected, 9), round(check.spread, 9)))
+        assert check.disagrees() == (check.statistic > check.expected + 3 * check.spread)
+    (expected, spread), = claims               # they depend on the informations only
+    assert abs(np.mean(stats) - expected) < 4 * spread / np.sqrt(draws)
+    assert abs(np.std(stats) / spread - 1.0) < 0.1
+    # a right belief is left alone nearly always (beyond 3 spreads: a chi-square tail)
+    kept = np.mean([s <= expected + 3 * spread for s in stats])
+    assert kept > 0.97, kept
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_a_belief_far_from_the_data_is_let_go_of(seed):
+    """A belief 20 of its 1-sigma off: widened along the shift, the next fit near truth."""
+    rng = np.random.default_rng(seed)
+    size = 4
+    truth = rng.normal(size=size)
+    info = np.eye(size) * 1e4                  # 1-sigma 0.01
+    belief = posterior.Belief(truth + 0.2 * rng.choice([-1.0, 1.0], size), info)
+    (a, y), = chunks(rng, 1, 400, size, truth, 0.1)   # data's own 1-sigma about 0.005
+    hess, grad = a.T @ a / 0.01, a.T @ (a @ truth - y) / 0.01
+    check = posterior.consistency(belief, hess, grad, truth)
+    assert check.disagrees(), check
+    wide = posterior.let_go(belief, check)
+    before, _ = fit(belief, [(a / 0.1, y / 0.1)])
+    after, _ = fit(wide, [(a / 0.1, y / 0.1)])
+    assert np.max(np.abs(after - truth)) < 0.25 * np.max(np.abs(before - truth))
+    assert np.max(np.abs(after - truth)) < 0.03
+    # widened along the shift only: across it the belief keeps what it knew
+    across = np.linalg.svd(check.shift[None, :])[2][1:]
+    np.testing.assert_allclose(across @ np.linalg.inv(wide.info) @ across.T,
+                               across @ np.linalg.inv(info) @ across.T, rtol=1e-9, atol=1e-12)
+    # and the shift is now at its expected distance
+    v = check.shift
+    assert v @ wide.info @ v == pytest.approx(check.expected, rel=1e-9)
+
+
+def test_a_belief_the_data_agree_with_is_kept():
+    """A statistic at or below its expected value leaves the belief as it was."""
+    belief = posterior.template(3, 0.1)
+    check = posterior.Consistency(1.0, 2.0, 1.0, np.array([0.01, 0.0, 0.0]))
+    assert not check.disagrees() and posterior.let_go(belief, check) is belief
+    broken = posterior.Consistency(np.nan, 2.0, 1.0, np.full(3, np.nan))
+    assert not broken.disagrees() and posterior.let_go(belief, broken) is belief
