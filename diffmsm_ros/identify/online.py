@@ -283,7 +283,7 @@ class OnlineIdentifier:
     def _absorb(self, win):
         """Add a chunk leaving the window to the carried belief (then widened by drift)."""
         hess, grad, half, _, _ = self.problem.normal(self.z, win)
-        scale = self._data_scale(half, [win])
+        scale = self._data_scale(half, win)
         info = None
         if self.envelope_noise is not None:
             # raw EMG: the envelope's error, correlated in time, leaves less than even the

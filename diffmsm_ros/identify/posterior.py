@@ -92,17 +92,27 @@ def conditional(belief, idx, z):
     return Belief(mean, info)
 
 
+def whitened(hess, info):
+    """
+    Eigenvalues of the information ``hess`` in the coordinates where ``info`` is the identity.
+
+    Raises ``numpy.linalg.LinAlgError`` when ``info`` is not positive definite.
+    """
+    root = np.linalg.cholesky(np.asarray(info, dtype=float))
+    white = np.linalg.solve(root, np.linalg.solve(root, np.asarray(hess, dtype=float)).T)
+    return np.linalg.eigvalsh(0.5 * (white + white.T))
+
+
 def cap(hess, info):
     """
     Return the largest c <= 1 with c hess <= info (Loewner order).
 
     Data scaled by it hold no more information than ``info`` allows in any direction.
     """
-    hess, info = np.asarray(hess, dtype=float), np.asarray(info, dtype=float)
+    info = np.asarray(info, dtype=float)
     ridge = 1e-9 * max(np.trace(info) / max(info.shape[0], 1), 1e-300)
     try:
-        inv = np.linalg.inv(np.linalg.cholesky(info + ridge * np.eye(info.shape[0])))
-        largest = float(np.max(np.linalg.eigvalsh(inv @ hess @ inv.T)))
+        largest = float(np.max(whitened(hess, info + ridge * np.eye(info.shape[0]))))
     except (np.linalg.LinAlgError, ValueError):
         return 1.0      # no usable bound: the data stand as they are (non-finite ones are
         #                 refused where the belief is checked)
@@ -137,9 +147,7 @@ def consistency(belief, hess, grad, z_lin):
     shift = absorb(belief, hess, grad, z_lin).mean - belief.mean
     statistic = float(shift @ belief.info @ shift)
     try:
-        root = np.linalg.cholesky(belief.info)
-        white = np.linalg.solve(root, np.linalg.solve(root, np.asarray(hess, float)).T)
-        a = np.clip(np.linalg.eigvalsh(0.5 * (white + white.T)), 0.0, None)
+        a = np.clip(whitened(hess, belief.info), 0.0, None)
     except np.linalg.LinAlgError:
         return Consistency(statistic, float('nan'), float('nan'), shift)
     f = a / (1.0 + a)
