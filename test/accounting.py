@@ -29,12 +29,13 @@ def counters(listener, status='diffmsm: torque', fresh=2):
     return {k: int(float(v)) for k, v in diag[status].items() if k in COUNTERS}
 
 
-def replayed(listener, total, play):
+def replayed(listener, total, play, stamps=None):
     """
     Run ``play()``, a replay of ``total`` encoder samples; return (torques, counted).
 
     ``torques``: the (stamp, effort) pairs the listener received meanwhile; ``counted``:
     the node's counters over the replay (with ``total``), read once it saw every sample.
+    ``stamps``, the replay's encoder stamps (ns) when known, go into the failure message.
     """
     before = counters(listener, fresh=1)
     with listener.lock:
@@ -46,7 +47,16 @@ def replayed(listener, total, play):
         return now['encoder_samples'] + now['encoder_gaps'] - before['encoder_samples'] - \
             before['encoder_gaps'] >= total
 
-    assert wait_until(seen, 30.0, interval=0.5), 'the node did not see the whole replay'
+    if not wait_until(seen, 30.0, interval=0.5):
+        now = counters(listener, fresh=1)
+        with listener.lock:
+            got = [s for s, _ in listener.torques[start:]]
+        ends = (min(got), max(got)) if got else None
+        raise AssertionError(
+            f'the node did not see the whole replay of {total} encoder samples: counters '
+            f'before {sorted(before.items())}, after {sorted(now.items())}; {len(got)} '
+            f'torques received, stamps (ns) from-to {ends}'
+            + ('' if stamps is None else f' of the replay from-to {min(stamps)}-{max(stamps)}'))
     after = counters(listener)
     counted = {k: after[k] - before[k] for k in after}
     counted['total'] = total

@@ -197,7 +197,8 @@ def test_torque_for_every_encoder_sample(ros, setup):
     """
     listener = wait_ready(ros)['listener']
     stamps, first_emg = bag_stamps(setup)
-    torques, counted = accounting.replayed(listener, len(stamps), lambda: replay(setup))
+    torques, counted = accounting.replayed(listener, len(stamps), lambda: replay(setup),
+                                           stamps)
     got = np.array([s for s, _ in torques])
     expected = stamps[stamps > first_emg]
     accounting.assert_accounted(got, counted, accounting.ANSWERED_UNDER_LOAD)
