@@ -17,7 +17,7 @@ import dataclasses
 import time
 
 from diffmsm_ros.files import modelfile
-from diffmsm_ros.identify import params, posterior, session_fit, solvers
+from diffmsm_ros.identify import params, posterior, session_fit, solvers, strategy
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.config import FIRST_FIT
 from diffmsm_ros.identify.problem import INERTIA_FLOOR, NOISE_LEVEL, Problem
@@ -29,11 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 BACKWARD_TOLERANCE = 0.05  # s: an older sample than this is a restart, not jitter
-GLOBAL_AFTER = 5         # rejected updates in a row before the robust start is retried
-WRONG_BASIN = 2.0        # fit residual, in NOISE_LEVELs, that says a fit is in a wrong basin
-RETRIES = 3              # robust starts (muscles jittered) after a fit in a wrong basin
 STALLED = 1e-3           # relative fall of the fit residual in an LM iteration: fit stalled
-ROBUST_ITERATIONS = 40   # most LM iterations after a robust start (until stalled)
 SESSION_OWNED = 'raw EMG: only session fits update the model'
 EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
 HELD_BACK = 'did not lower the hold-out error and carried-belief term'
@@ -104,10 +100,7 @@ class OnlineIdentifier:
         self.accepted = 0
         self.rejected = 0
         self.resets = 0
-        self.needs_global = True
-        self.chunks_seen = 0     # most chunks an update has fitted since the last reset
-        self.retries = 0         # jittered robust starts since the chunk count last grew
-        self.rejections_in_row = 0
+        self.restarts = strategy.Restarts()
         self.last_analysis = None
         self.last_result = None
         self.last_time = {}
@@ -173,9 +166,7 @@ class OnlineIdentifier:
         self.clear()
         self.z = np.zeros(self.problem.space.size)
         self.good_z = self.z.copy()
-        self.needs_global = True
-        self.chunks_seen = 0
-        self.retries = 0
+        self.restarts = strategy.Restarts()
         self.last_analysis = None
         self.arrival = self.good_arrival = self.posterior = self.problem.belief()
         self.carried_envelope = None
@@ -208,7 +199,7 @@ class OnlineIdentifier:
         to the end; after 9 s 1.3 %, 0.6 % at 90 s).
         """
         need = self.chunk_steps
-        if self.config.memory and self.chunks_seen == 0:
+        if self.config.memory and self.restarts.chunks_seen == 0:
             fitted = min(self.window_steps, int(round(FIRST_FIT / self.h)))
             need = max(need, fitted + self.holdout_steps)
         return self.available()[1] >= need + self.warmup_steps
@@ -463,24 +454,17 @@ class OnlineIdentifier:
         if sum(float(np.sum(np.asarray(w.weight))) for w in fit) < 0.5 * expected:
             return self._done(UpdateResult(False, 'too many gaps in the window',
                                            data_time=data_time), started)
-        if len(fit) > self.chunks_seen:
-            # more data than any robust start saw so far: worth another one (with memory
-            # the data add up in the belief instead; a fit they leave in a wrong basin
-            # stalls above the noise, which brings the robust start back)
-            self.chunks_seen = len(fit)
-            self.needs_global = self.needs_global or not self.config.memory
-            self.retries = 0
+        self.restarts = strategy.on_data(self.restarts, len(fit), self.config.memory)
         prior = self.prior()
         before = self.problem.cost(self.z, hold)
         fits = [self._lm(self.z, fit, self.config.iterations, prior)]
-        robust = self.needs_global
+        robust = self.restarts.needs_global
         if robust:
-            start = self.z if self.retries == 0 else self.problem.jitter_muscles(
-                self.z, np.random.default_rng(self.retries))
+            start = strategy.start_point(self.restarts, self.z, self.problem.jitter_muscles)
             z0 = self.problem.initialise(start, fit, prior)
             # a robust start lands in the right basin but far down its slope: a few warm
             # iterations would leave it looking like a wrong basin (a high residual)
-            fits.append(self._lm(z0, fit, ROBUST_ITERATIONS, prior))
+            fits.append(self._lm(z0, fit, strategy.ROBUST_ITERATIONS, prior))
         candidates = [state.z for state, _ in fits]
         costs = [self.problem.mean_cost(state.data_cost, fit)
                  if not self._validity(state.z) and np.isfinite(state.data_cost) else np.inf
@@ -490,7 +474,7 @@ class OnlineIdentifier:
                    for (state, _), c in zip(fits, costs)] if self.config.memory else costs
         if not np.any(np.isfinite(costs)):
             self._rollback()
-            self._note_rejection()
+            self.restarts = strategy.on_rejection(self.restarts, robust=False)
             return self._done(UpdateResult(False, self._validity(candidates[0]) or
                                            'non-finite cost', data_time=data_time,
                                            robust_start=robust), started)
@@ -500,12 +484,7 @@ class OnlineIdentifier:
         refused = self._refusal(z_new, after, before, hold, prior)
         if refused:
             self.rejected += 1
-            if robust:
-                # a robust start that lost on the hold-out is not repeated at once: warm
-                # updates go on, and GLOBAL_AFTER rejections in a row bring the next one
-                self.needs_global = False
-                self.rejections_in_row = 0
-            self._note_rejection()
+            self.restarts = strategy.on_rejection(self.restarts, robust)
             if refused == HELD_BACK:
                 # the carried belief held the data back: see whether it claims too much
                 hess, grad, half, _, _ = self.problem.normal(self.z, fit)
@@ -516,12 +495,7 @@ class OnlineIdentifier:
         self.z = z_new
         self.good_z = z_new.copy()
         self.accepted += 1
-        # a stalled fit well above the noise level sits in a wrong basin: try a robust start
-        # from jittered muscles (a few times) at the next updates
-        self.needs_global = (stalled and fit_cost > WRONG_BASIN * NOISE_LEVEL
-                             and self.retries < RETRIES)
-        self.retries += int(self.needs_global)
-        self.rejections_in_row = 0
+        self.restarts = strategy.on_accept(self.restarts, stalled, fit_cost, NOISE_LEVEL)
         hess, grad, half, count, scores = self.problem.normal(self.z, fit)
         if self.config.memory:
             prior = self._check_belief(prior, hess, grad, half, fit)
@@ -560,13 +534,6 @@ class OnlineIdentifier:
         if after > self.problem.cost(np.zeros_like(z_new), hold):
             return 'fits the held-out data worse than the template'
         return ''
-
-    def _note_rejection(self):
-        """After ``GLOBAL_AFTER`` rejections in a row, try the robust start again."""
-        self.rejections_in_row += 1
-        if self.rejections_in_row >= GLOBAL_AFTER:
-            self.needs_global = True
-            self.rejections_in_row = 0
 
     def _lm(self, z0, win, iterations, prior=None):
         """

@@ -1,6 +1,7 @@
 """Pieces of the identifier: parameter space, buffers, solvers, uncertainty, online logic."""
 
-from diffmsm_ros.identify import online, params, posterior, residuals, solvers, uncertainty
+from diffmsm_ros.identify import (online, params, posterior, residuals, solvers, strategy,
+                                  uncertainty)
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.config import FIRST_FIT
 from diffmsm_ros.identify.online import _dummy_window, OnlineIdentifier
@@ -408,7 +409,7 @@ def test_online_window_grows_by_chunks_and_robust_starts_rerun(elbow):
     # an accepted fit that stalled far above the noise level (this data is no elbow's) sits
     # in a wrong basin: the next update runs the robust start again, from jittered muscles
     wrong = [i for i, r in enumerate(results[:-1])
-             if r.accepted and r.stalled and r.fit_cost > online.WRONG_BASIN * NOISE_LEVEL]
+             if r.accepted and r.stalled and r.fit_cost > strategy.WRONG_BASIN * NOISE_LEVEL]
     assert any(counts[i + 1] == counts[i] for i in wrong)     # a retry, not a new chunk
     assert all(starts[i + 1] for i in wrong)
     # a robust start that lost on the hold-out is not run again at once on the same chunks
