@@ -15,9 +15,11 @@ online updates do not run).
 
 import dataclasses
 import time
+import typing
 
 from diffmsm_ros.files import modelfile
-from diffmsm_ros.identify import params, posterior, session_fit, solvers, strategy
+from diffmsm_ros.identify import (params, posterior, session_fit, solvers, strategy,
+                                  tracking)
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.config import FIRST_FIT
 from diffmsm_ros.identify.problem import INERTIA_FLOOR, NOISE_LEVEL, Problem
@@ -33,6 +35,7 @@ STALLED = 1e-3           # relative fall of the fit residual in an LM iteration:
 SESSION_OWNED = 'raw EMG: only session fits update the model'
 EXPLODED = 20.0          # normalised units one update may move a parameter (e^20 for logs)
 HELD_BACK = 'did not lower the hold-out error and carried-belief term'
+PENDING = 20             # raw EMG, tracking: most chunks waiting to be tracked (newest kept)
 
 
 @dataclasses.dataclass
@@ -49,6 +52,14 @@ class UpdateResult:
     robust_start: bool = False            # the robust start ran (first update, or retried)
     stalled: bool = False                 # the kept fit's last LM iteration barely helped
     session_seconds: float = 0.0          # a session fit: the session data it fitted (s)
+
+
+class SessionFitted(typing.NamedTuple):
+    """A finished session fit: z, and with memory what the tracker starts from."""
+
+    z: np.ndarray
+    hess: typing.Optional[np.ndarray] = None        # corrected Q's Hessian over the windows
+    correction: typing.Optional[np.ndarray] = None  # c per muscle (``corrected``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +130,7 @@ class OnlineIdentifier:
         self.beliefs_let_go = 0          # beliefs widened where data disagreed with them
         self.posterior = self.arrival    # the belief after the newest accepted update
         self._new_archive()
+        self._new_tracker()
 
     # ------------------------------------------------------------------ input
     def _check_time(self, stream, t):
@@ -173,12 +185,20 @@ class OnlineIdentifier:
         self.absorbed = 0
         self.beliefs_let_go = 0
         self._new_archive()
+        self._new_tracker()
 
     def _new_archive(self):
         self.archive = session_fit.SessionArchive(self.fit_span * self.h)
         self.archive_index = None
         self.archive_lost = 0.0          # s of data the buffers dropped before archiving
         self.session_fits = 0            # session fits adopted
+
+    def _new_tracker(self):
+        self.tracker = None              # raw EMG with memory, after a session fit
+        self.pending = []                # chunks not tracked yet (at most PENDING)
+        self.tracked = 0                 # chunks the tracker took
+        self.tracking_refused = 0        # chunks it refused (see ``tracking.step``)
+        self.pending_dropped = 0         # chunks dropped untracked (more than PENDING)
 
     # ------------------------------------------------------------------ windows
     def available(self):
@@ -359,8 +379,14 @@ class OnlineIdentifier:
             self.archive_index = oldest
         span = self.fit_span
         while self.archive_index + span - 1 <= end:
-            self.archive.add(self._window(self.archive_index + span - 1, self.fit_steps))
+            win = self._window(self.archive_index + span - 1, self.fit_steps)
+            self.archive.add(win)
+            if self.tracker is not None:
+                self.pending.append(win)
             self.archive_index += span
+        if len(self.pending) > PENDING:
+            self.pending_dropped += len(self.pending) - PENDING
+            del self.pending[:-PENDING]
 
     def session_job(self):
         """Return the session fit due now (a SessionJob), or None."""
@@ -373,27 +399,40 @@ class OnlineIdentifier:
 
     def run_session_job(self, job):
         """
-        Run a session fit (pure: any thread; returns z).
+        Run a session fit (pure: any thread; returns a ``SessionFitted``).
 
         The corrected fit from the template over the job's windows, bones at the
         template's, like the offline final fit on raw EMG (``Problem.corrected_fit``).
+        With memory also the information the tracker starts from (``tracking``).
         """
-        z, _ = self.problem.corrected_fit(np.zeros(self.problem.space.size), job.windows,
-                                          job.density, job.lowpass)
-        return np.asarray(z, dtype=float)
+        z0 = np.zeros(self.problem.space.size)
+        z, _ = self.problem.corrected_fit(z0, job.windows, job.density, job.lowpass)
+        z = np.asarray(z, dtype=float)
+        if not self.config.memory or not np.all(np.isfinite(z)):
+            return SessionFitted(z)
+        variance = self.problem.corrected_variance(z0, job.windows, job.density, job.lowpass)
+        correction = np.asarray(variance / (1.0 + variance))
+        hess, _ = self.problem.corrected_normal(z, job.windows, job.density, correction)
+        return SessionFitted(z, np.asarray(hess), correction)
 
-    def adopt_session(self, job, z, seconds=0.0):
+    def adopt_session(self, job, fitted, seconds=0.0):
         """
-        Take a session fit's z if it is valid and safe; returns an UpdateResult.
+        Take a session fit (``SessionFitted``, or z) if valid and safe; returns an UpdateResult.
 
         Safe: on the data that arrived while it ran (held out from it; the newest hold-out
         window too if fewer than ``session_fit.HELD_OUT`` chunks came), its shooting error
-        is no worse than the template's.  Adopted, it is the model and its analysis (with
-        the envelope's information) gives the 1-sigma values.
+        is no worse than the template's, nor than the tracked model's once a tracker
+        carries the session.  Adopted, it is the model and its analysis (with the
+        envelope's information) gives the 1-sigma values; with memory the tracker starts
+        from it, and the chunks it did not see are tracked next (``track``).
         """
+        if not isinstance(fitted, SessionFitted):
+            fitted = SessionFitted(np.asarray(fitted, dtype=float))
+        z = fitted.z
         started = time.perf_counter()
         self.archive_new()
-        held = self.archive.since(job.chunks)
+        unseen = self.archive.since(job.chunks)
+        held = list(unseen)
         if len(held) < session_fit.HELD_OUT and self.ready():
             held = held + [self._window(self.available()[0],
                                         self.holdout_steps + self.warmup_steps)]
@@ -407,6 +446,10 @@ class OnlineIdentifier:
             if not result.holdout_after <= result.holdout_before:
                 result.reason = ('the session fit fits the newest data worse than the '
                                  'template')
+            elif self.tracker is not None and result.holdout_after > self.problem.cost(
+                    self.z, held):
+                result.reason = ('the session fit fits the newest data worse than the '
+                                 'tracked model')
         if result.reason:
             self.rejected += 1
             result = self._done(result, started)
@@ -421,10 +464,71 @@ class OnlineIdentifier:
         self.last_analysis = self.problem.analyse(
             z, hess, half, count, external_torque=external_torque_rms(job.windows),
             scores=scores, wins=job.windows, envelope_noise=job.density)
+        if fitted.hess is not None:
+            self.tracker = tracking.init(self.problem.corrected_prior(), fitted.hess, z,
+                                         fitted.correction, job.density,
+                                         self.problem.space.mask(tracking.moves),
+                                         fitted=self.problem.muscle_mask())
+            self.pending = unseen[-PENDING:]
         result.accepted, result.reason = True, 'accepted'
         result = self._done(result, started)
         result.seconds += seconds
         return result
+
+    def tracking_due(self):
+        """Say whether chunks wait for the tracker (raw EMG with memory, see ``track``)."""
+        return self.tracker is not None and bool(self.pending) and self.enabled
+
+    def track(self, started=None):
+        """
+        Move the tracker over the waiting chunks and publish its model if safe.
+
+        ``tracking.step`` per chunk (the declared drift over the chunk's span); the
+        belief's mean, projected into the bounds, is the candidate.  It is taken when valid
+        and, on the newest hold-out data, no worse than the template (its shooting error,
+        as a session fit is checked); the belief goes on either way.
+        """
+        started = time.perf_counter() if started is None else started
+        span = self.fit_span * self.h
+        tracker, reasons, count = self.tracker, [], len(self.pending)
+        while self.pending:
+            win = self.pending.pop(0)
+            tracker, reason = tracking.step(
+                tracker, lambda z, w=win: self.problem.corrected_normal(
+                    z, w, tracker.density, tracker.correction),
+                self.drift, span)
+            tracker = tracker._replace(belief=tracker.belief._replace(
+                mean=self.problem.space.project(tracker.belief.mean)))
+            self.tracked += 1
+            if reason:
+                self.tracking_refused += 1
+                reasons.append(reason)
+        self.tracker = tracker
+        end, _ = self.available()
+        data_time = (np.nan if self.encoders.origin is None else
+                     self.encoders.origin + end * self.h)
+        z = np.where(tracker.mask, tracker.belief.mean, self.z)
+        # the belief moved if any chunk was taken; if none was, say why
+        result = UpdateResult(False, self._validity(z) or (
+            reasons[-1] if len(reasons) == count else ''), data_time=data_time)
+        if not result.reason and self.ready():
+            held = self._window(end, self.holdout_steps + self.warmup_steps)
+            result.holdout_before = self.problem.cost(np.zeros_like(z), held)
+            result.holdout_after = self.problem.cost(z, held)
+            if not result.holdout_after <= result.holdout_before:
+                result.reason = 'the tracked model fits the newest data worse than the template'
+        if result.reason:
+            self.rejected += 1
+            return self._done(result, started)
+        self.z, self.good_z = z.copy(), z.copy()
+        self.accepted += 1
+        self.posterior = tracker.belief
+        self.last_analysis = self.problem.analyse_belief(z, tracker.belief,
+                                                         self.tracked * self.fit_span)
+        if np.isfinite(result.holdout_after):
+            self.last_analysis.residual_sigma = float(np.sqrt(result.holdout_after))
+        result.accepted, result.reason = True, 'accepted'
+        return self._done(result, started)
 
     def session_fit(self):
         """Run a due session fit here and now (a plain loop's ``update``); None if none."""
@@ -443,6 +547,8 @@ class OnlineIdentifier:
             return self._done(UpdateResult(False, 'identification disabled'), started)
         self.archive_new()
         if self.session_owned:
+            if self.tracking_due():
+                return self.track(started)
             return self._done(UpdateResult(False, SESSION_OWNED), started)
         if not self.ready():
             return self._done(UpdateResult(False, 'not enough data yet'), started)
@@ -593,6 +699,10 @@ class OnlineIdentifier:
         if self.envelope_noise is not None:
             summary['envelope_noise_density'] = [float(v) for v in self.envelope_noise]
         if self.archiving:
+            if self.tracker is not None:
+                summary.update({'tracked_chunks': self.tracked,
+                                'tracking_refused': self.tracking_refused,
+                                'tracking_dropped': self.pending_dropped})
             summary.update({'session_fits': self.session_fits,
                             'session_archive_seconds': self.archive.seconds,
                             'session_archive_windows': len(self.archive.entries),

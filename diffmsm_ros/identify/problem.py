@@ -136,6 +136,20 @@ class Problem:
             analysis.warnings.append(EXCITATION_NOISE_WARNING)
         return analysis
 
+    def analyse_belief(self, z, belief, count):
+        """
+        Uncertainty analysis of a carried belief alone (``tracking``, raw EMG).
+
+        Its information is what the envelope's error leaves of the data (the corrected
+        objective's, whitened by that error) and the prior's: it gives the 1-sigma values,
+        the weak directions and the strength scale.  ``count``: samples it carries.
+        """
+        zz = jnp.asarray(z, dtype=jnp.float64)
+        info = np.asarray(belief.info, dtype=float)
+        return uncertainty.analyse(self.space, z, np.zeros_like(info), 0.0, count,
+                                   self.config.prior_std, jacobian=self._theta_jacobian(zz),
+                                   scale=self._scale(zz), input_info=info, prior_info=info)
+
     def envelope_information(self, z, wins, density):
         """
         Information [P, P] the windows hold when the envelope error is the noise.
@@ -385,9 +399,8 @@ class Problem:
         wins = _as_list(wins)
         accs = [decompose.smoothed_acceleration(w) for w in wins]
         density = jnp.asarray(density, dtype=jnp.float64)
-        variance = corrected.activation_variance(self.model_at(jnp.asarray(z0)), wins,
-                                                 density, lowpass)
-        mask = self.space.mask(lambda e: e.section == 'muscles')
+        variance = self.corrected_variance(z0, wins, density, lowpass)
+        mask = self.muscle_mask()
         prior = self.corrected_prior() if prior is None else self.belief(prior)
         coarse = (wins[::corrected.COARSE], accs[::corrected.COARSE])
         z = self._corrected_scan(np.asarray(z0, dtype=float), *coarse, density, prior, mask)
@@ -396,6 +409,29 @@ class Problem:
         z = self._corrected_escape(z, *coarse, density, variance, prior, mask)
         return self._corrected_rounds(z, wins, accs, density, variance, corrected.FINE,
                                       prior, mask)
+
+    def muscle_mask(self):
+        """Return the coordinates of z that belong to the muscles [P] (bool)."""
+        return self.space.mask(lambda e: e.section == 'muscles')
+
+    def corrected_variance(self, z, wins, density, lowpass):
+        """Relative variance of each muscle's activation under the envelope noise, at z."""
+        return corrected.activation_variance(self.model_at(jnp.asarray(z)), _as_list(wins),
+                                             jnp.asarray(density, dtype=jnp.float64),
+                                             lowpass)
+
+    def corrected_normal(self, z, wins, density, correction):
+        """
+        (Gauss-Newton Hessian, gradient) of Q summed over windows at z, whitened at z.
+
+        ``correction`` is c per muscle (``corrected``: s^2 / (1 + s^2)); no prior term.
+        """
+        wins = _as_list(wins)
+        _, normal = self._corrected_objective(
+            z, wins, [decompose.smoothed_acceleration(w) for w in wins],
+            jnp.asarray(density, dtype=jnp.float64), jnp.asarray(correction))
+        hess, grad, _ = normal(z)
+        return hess, grad
 
     def compile_corrected(self, win, density, lowpass):
         """Compile the corrected fit's jitted functions for windows shaped like ``win``."""
@@ -549,7 +585,7 @@ class Problem:
 
     def jitter_muscles(self, z, rng, std=MUSCLE_JITTER):
         """Return z (numpy) with its muscle coordinates jittered by N(0, std^2), projected."""
-        muscles = self.space.mask(lambda e: e.section == 'muscles')
+        muscles = self.muscle_mask()
         return self.space.project(np.where(muscles, z + rng.normal(0.0, std, z.shape), z))
 
     def initialise(self, z0, wins, prior=None, iterations=EQUATION_ITERATIONS):

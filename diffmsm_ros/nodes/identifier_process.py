@@ -112,6 +112,8 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
                     'belief_rollbacks': ident.belief_rollbacks,
                     'beliefs_let_go': ident.beliefs_let_go,
                     'session_fits': ident.session_fits,
+                    'tracked_chunks': ident.tracked,
+                    'tracking_refused': ident.tracking_refused,
                     'session_archive_s': ident.archive.seconds,
                     'session_archive_lost_s': ident.archive_lost}
 
@@ -157,7 +159,7 @@ class IdentifierProcess:
                       'buffer_resets': 0, 'queue_dropped': 0, 'errors': 0,
                       'median_sigma_pct': float('nan'), 'information_nats': 0.0,
                       'carried_s': 0.0, 'belief_rollbacks': 0, 'beliefs_let_go': 0,
-                      'session_fits': 0,
+                      'session_fits': 0, 'tracked_chunks': 0, 'tracking_refused': 0,
                       'session_archive_s': 0.0, 'session_archive_lost_s': 0.0}
         self.dropped = 0
         self.model_yaml = None

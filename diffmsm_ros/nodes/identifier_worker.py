@@ -10,7 +10,9 @@ whatever the input rate.
 
 Raw EMG (``lowpass`` given): a session fit (``identify/session_fit.py``) runs on a thread
 of its own when one is due, over the session archived so far, while this thread goes on
-taking data in and archiving it; session fits alone update the model (no online updates).
+taking data in and archiving it; session fits alone update the model (no online updates),
+and with memory, after the first one, the tracker moves it chunk by chunk
+(``identify/tracking.py``) as the chunks are archived.
 """
 
 import collections
@@ -156,13 +158,21 @@ class IdentifierWorker:
             return
         self.ident.archive_new()        # raw EMG: every chunk, also while a session fit runs
         self._session_step()
-        if self._session is not None or self.ident.session_owned:
+        if self.ident.session_owned:
+            # raw EMG: after a session fit the tracker moves the model chunk by chunk
+            if self.ident.tracking_due():
+                self._update()
+            return
+        if self._session is not None:
             return
         if self._next_update is None or self._newest < self._next_update - 2 * self.period:
             self._next_update = self._newest + self.period
         if self._newest < self._next_update or not self.ident.enabled:
             return
         self._next_update = self._newest + self.period
+        self._update()
+
+    def _update(self):
         self.busy = True
         started = time.perf_counter()
         with self._lock:

@@ -87,12 +87,16 @@ def run(elbow):
         fits = feed(ident, recording, excitations, emg_t)
     finally:
         session_fit.FIRST = first
-    return truth, ident, fits
+    # the chunks archived since the fit started wait for the tracker (memory is on)
+    fitted = ident.z.copy()
+    waiting = len(ident.pending)
+    tracked = ident.update()
+    return truth, ident, fits, (fitted, waiting, tracked)
 
 
 @pytest.mark.slow
 def test_a_session_fit_runs_when_due_is_checked_and_takes_over(run):
-    truth, ident, fits = run
+    truth, ident, fits, _ = run
     # one fit was due (at FIRST s of archived data; the next one only at GROWTH times that)
     assert len(fits) == 1 and fits[0].accepted and ident.session_fits == 1
     assert FIRST <= fits[0].session_seconds < FIRST + ident.archive.span
@@ -102,8 +106,10 @@ def test_a_session_fit_runs_when_due_is_checked_and_takes_over(run):
     assert ident.last_analysis is not None
     assert np.all(np.isfinite(ident.last_analysis.std))
     assert np.all(ident.last_analysis.std > 0)
-    # the online updates leave the model to the session fits
+    # the online updates leave the model to the session fits and the tracker; with no
+    # chunk waiting for it, an update changes nothing
     z = ident.z.copy()
+    assert not ident.pending
     assert ident.update().reason == SESSION_OWNED and np.array_equal(ident.z, z)
     summary = ident.identification_summary()
     assert summary['session_fits'] == 1
@@ -112,7 +118,7 @@ def test_a_session_fit_runs_when_due_is_checked_and_takes_over(run):
 
 @pytest.mark.slow
 def test_a_session_fit_worse_than_the_template_is_not_adopted(run):
-    _, ident, _ = run
+    _, ident, _, _ = run
     # the last two archived chunks held out, as if they came while the fit ran
     archive = ident.archive
     job = SessionJob(archive.chunks - 2, (archive.chunks - 2) * archive.span,
@@ -125,3 +131,28 @@ def test_a_session_fit_worse_than_the_template_is_not_adopted(run):
     assert not result.accepted and 'worse than the template' in result.reason
     assert result.holdout_after > result.holdout_before
     assert np.array_equal(ident.z, z_before) and ident.accepted == accepted
+
+
+@pytest.mark.slow
+def test_after_a_session_fit_the_tracker_moves_the_strengths_only(run):
+    _, ident, fits, (fitted, waiting, result) = run
+    assert fits[0].accepted and ident.tracker is not None
+    # the chunks the fit did not see, all taken in one update
+    assert waiting >= 1 and ident.tracked == waiting and not ident.pending
+    assert ident.tracking_refused == 0
+    space = ident.problem.space
+    strengths = space.mask(lambda e: e.field == 'max_isometric_force')
+    assert np.array_equal(ident.tracker.mask, strengths)
+    # the belief moved along the strengths alone, and what it carries grew there
+    belief = ident.tracker.belief
+    assert np.any(belief.mean[strengths] != fitted[strengths])
+    assert np.array_equal(belief.mean[~strengths], fitted[~strengths])
+    # published when it fits the newest data no worse than the template, as a fit is
+    if result.accepted:
+        assert result.holdout_after <= result.holdout_before
+        assert np.array_equal(ident.z, belief.mean)
+        assert np.all(np.isfinite(ident.last_analysis.std))
+        assert ident.identification_summary()['tracked_chunks'] == waiting
+    else:
+        assert 'worse than the template' in result.reason
+        assert np.array_equal(ident.z, fitted)

@@ -1,0 +1,93 @@
+"""The raw-EMG tracker (identify/tracking.py) on linear-Gaussian chunks with a known answer."""
+
+from diffmsm_ros.identify import posterior, tracking
+import numpy as np
+import pytest
+
+SEEDS = range(5)
+P = 5
+MASK = np.array([True, True, True, False, False])    # the last two: not moved by data
+
+
+def chunk(rng, truth, rows=40, noise=0.1):
+    """Linear data y = A z + e of one chunk; returns normal(z) -> (hess, grad) and (A, y)."""
+    a = rng.normal(size=(rows, P))
+    y = a @ truth + rng.normal(0.0, noise, rows)
+
+    def normal(z):
+        r = (a @ z - y) / noise
+        return a.T @ a / noise ** 2, a.T @ r / noise
+    return normal, (a / noise, y / noise)
+
+
+def start(rng, truth):
+    """Return a tracker from a first chunk's least-squares fit (a session fit's stand-in)."""
+    prior = posterior.template(P, 1.0)
+    normal, _ = chunk(rng, truth, rows=200)
+    hess, grad = normal(np.zeros(P))
+    fit = np.where(MASK, np.linalg.solve(prior.info + hess, -grad), 0.0)
+    return tracking.init(prior, normal(fit)[0], fit, np.zeros(3), np.ones(3), MASK)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_without_drift_the_tracker_is_the_batch_fit(seed):
+    rng = np.random.default_rng(seed)
+    truth = np.r_[rng.normal(0.0, 0.5, 3), 0.0, 0.0]
+    tracker = first_tracker = start(rng, truth)
+    rows = []
+    for _ in range(10):
+        normal, data = chunk(rng, truth)
+        rows.append(data)
+        tracker, reason = tracking.step(tracker, normal, np.zeros(P), 5.0)
+        assert reason == ''
+    # the batch over the chunks with the start's belief as prior: the same (linear data)
+    a = np.vstack([r[0][:, MASK] for r in rows])
+    y = np.concatenate([r[1] for r in rows])
+    first = first_tracker.belief
+    info = first.info[np.ix_(MASK, MASK)] + a.T @ a
+    batch = np.linalg.solve(info, first.info[np.ix_(MASK, MASK)] @ first.mean[MASK] + a.T @ y)
+    assert np.allclose(tracker.belief.mean[MASK], batch, atol=1e-8)
+    assert np.array_equal(tracker.belief.mean[~MASK], np.zeros(2))
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_with_drift_a_moving_truth_is_followed_and_without_it_is_not(seed):
+    rng = np.random.default_rng(seed)
+    truth = np.r_[rng.normal(0.0, 0.5, 3), 0.0, 0.0]
+    follow = fixed = start(np.random.default_rng(seed), truth)
+    drift = np.where(MASK, 0.02, 0.0)          # per sqrt minute
+    follow_errors, fixed_errors = [], []
+    for k in range(60):
+        moving = truth + np.where(MASK, -0.004 * (k + 1), 0.0)   # falls 0.24 over 60 chunks
+        normal, _ = chunk(rng, moving)
+        follow, _ = tracking.step(follow, normal, drift, 30.0)
+        fixed, _ = tracking.step(fixed, normal, np.zeros(P), 30.0)
+        follow_errors.append((follow.belief.mean - moving)[MASK])
+        fixed_errors.append((fixed.belief.mean - moving)[MASK])
+    # RMS over the last 20 chunks: the one-chunk noise is 0.016 per coordinate
+    follow_rms, fixed_rms = (np.sqrt(np.mean(np.square(e[-20:])))
+                             for e in (follow_errors, fixed_errors))
+    assert follow_rms < 0.025 and fixed_rms > 0.08
+
+
+def test_a_chunk_that_breaks_the_belief_is_refused_and_time_still_passes():
+    rng = np.random.default_rng(0)
+    truth = np.zeros(P)
+    tracker = start(rng, truth)
+    drift = np.where(MASK, 0.1, 0.0)
+    before = tracker.belief
+
+    def negative(z):
+        return -1e9 * np.eye(P), np.ones(P)
+
+    def nan(z):
+        return np.full((P, P), np.nan), np.zeros(P)
+
+    for normal, why in ((negative, 'not positive definite'), (nan, 'non-finite')):
+        after, reason = tracking.step(tracker, normal, drift, 60.0)
+        assert why in reason
+        assert np.array_equal(after.belief.mean, before.mean)
+        # widened by the drift over the chunk, along the moved coordinates only
+        grown = np.diag(posterior.covariance(after.belief)) - np.diag(
+            posterior.covariance(before))
+        assert np.allclose(grown, np.where(MASK, 0.01, 0.0), atol=1e-9)
