@@ -10,7 +10,8 @@ that tail and yields a valid, finite model.  Time going backwards clears the buf
 Raw EMG with ``lowpass`` given (the envelope low-pass, Hz) and ``corrected_fit`` on: the
 session's data are archived, and the caller runs session fits (``session_job``,
 ``run_session_job``, ``adopt_session``; ``session_fit``): they alone update the model (the
-online updates do not run).
+online updates do not run).  With memory, after the first one, the strengths are tracked
+chunk by chunk (``track``, ``identify/tracking.py``).
 """
 
 import dataclasses
