@@ -108,7 +108,8 @@ SPECS = {
         'tendon slack lengths (a prior about the template)', low=0.01, high=10.0,
         read_only=True),
     'identification.memory': Spec(True, 'carry what earlier data determined into every '
-                                  'update (an arrival cost) instead of the template prior',
+                                  'update (an arrival cost) instead of the template prior; '
+                                  'raw EMG: track the strengths after a session fit',
                                   read_only=True),
     **{f'identification.drift.{kind}': Spec(DEFAULT_DRIFT[kind], f'random walk of {what}, % '
                                             'per sqrt(min)', low=0.0, high=100.0,
