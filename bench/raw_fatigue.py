@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 PERIOD = 1.0        # s of data fed between updates
 HELD_OUT = 3        # chunks of data, at least, that arrive while a session fit runs
 EARLY = 180.0       # s: the first mark (the session fit is in by then)
+CHUNK = 5.5         # s: memory's default chunk, for both ways (the same archive and fit)
 
 
 def run(elbow, truth, factor, recording, memory):
@@ -45,7 +46,7 @@ def run(elbow, truth, factor, recording, memory):
     values = dict(settings.defaults(), **{
         'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
         'emg.mvc': [raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)] * nm,
-        'identification.memory': memory})
+        'identification.memory': memory, 'identification.chunk': CHUNK})
     emg = settings.emg_config(values, elbow.model.muscle_names)
     exc, emg_t, noise = offline.excitations_from_recording(
         recording, emg, elbow.model.muscle_names, with_noise=True)
@@ -114,7 +115,7 @@ def main():
                 print(f'{seed:4d}  {way:18s}  no session fit adopted')
                 ends[way] = (np.inf, np.inf)
                 continue
-            early = rows[np.searchsorted(rows[:, 0], EARLY), 1]
+            early = rows[min(np.searchsorted(rows[:, 0], EARLY), len(rows) - 1), 1]
             half = rows[rows[:, 0] >= duration / 2, 2]
             ends[way] = (rows[-1, 1], float(np.sqrt(np.mean(half ** 2))))
             print(f'{seed:4d}  {way:18s}  {early:21.2f}  {rows[-1, 1]:10.2f}  '

@@ -196,8 +196,9 @@ class OnlineIdentifier:
 
     def _new_tracker(self):
         self.tracker = None              # raw EMG with memory, after a session fit
-        self.pending = []                # chunks not tracked yet (at most PENDING)
-        self.tracked = 0                 # chunks the tracker took
+        self.pending = []                # (chunk number, window) not tracked yet (<= PENDING)
+        self.tracked_upto = None         # the last chunk number the tracker moved over
+        self.tracked = 0                 # chunks the tracker moved over (refused ones too)
         self.tracking_refused = 0        # chunks it refused (see ``tracking.step``)
         self.pending_dropped = 0         # chunks dropped untracked (more than PENDING)
 
@@ -381,9 +382,9 @@ class OnlineIdentifier:
         span = self.fit_span
         while self.archive_index + span - 1 <= end:
             win = self._window(self.archive_index + span - 1, self.fit_steps)
-            self.archive.add(win)
             if self.tracker is not None:
-                self.pending.append(win)
+                self.pending.append((self.archive.chunks, win))
+            self.archive.add(win)
             self.archive_index += span
         if len(self.pending) > PENDING:
             self.pending_dropped += len(self.pending) - PENDING
@@ -432,8 +433,7 @@ class OnlineIdentifier:
         z = fitted.z
         started = time.perf_counter()
         self.archive_new()
-        unseen = self.archive.since(job.chunks)
-        held = list(unseen)
+        held = self.archive.since(job.chunks)
         if len(held) < session_fit.HELD_OUT and self.ready():
             held = held + [self._window(self.available()[0],
                                         self.holdout_steps + self.warmup_steps)]
@@ -465,16 +465,35 @@ class OnlineIdentifier:
         self.last_analysis = self.problem.analyse(
             z, hess, half, count, external_torque=external_torque_rms(job.windows),
             scores=scores, wins=job.windows, envelope_noise=job.density)
-        if fitted.hess is not None:
-            self.tracker = tracking.init(self.problem.corrected_prior(), fitted.hess, z,
-                                         fitted.correction, job.density,
-                                         self.problem.space.mask(tracking.moves),
-                                         fitted=self.problem.muscle_mask())
-            self.pending = unseen[-PENDING:]
+        self._start_tracker(job, fitted)
         result.accepted, result.reason = True, 'accepted'
         result = self._done(result, started)
         result.seconds += seconds
         return result
+
+    def _start_tracker(self, job, fitted):
+        """
+        Start the tracker from an adopted session fit, or drop the one there was.
+
+        Started only with the fit's information (memory on), something to move, and a
+        starting belief that is positive definite; the chunks the fit did not see wait for
+        it (the archive's, which past its limit keeps every stride-th: the drift counts
+        the chunks between them).
+        """
+        self.tracker, self.pending, self.tracked_upto = None, [], None
+        mask = self.problem.space.mask(tracking.moves)
+        if fitted.hess is None or not mask.any():
+            return
+        tracker = tracking.init(self.problem.corrected_prior(), fitted.hess, fitted.z,
+                                fitted.correction, job.density, mask,
+                                fitted=self.problem.muscle_mask())
+        info = tracker.belief.info
+        if not np.all(np.isfinite(info)) or np.linalg.eigvalsh(info).min() <= 0:
+            return
+        self.tracker, self.tracked_upto = tracker, job.chunks - 1
+        unseen = [(k, w) for k, w in self.archive.entries if k >= job.chunks]
+        self.pending_dropped += max(0, len(unseen) - PENDING)
+        self.pending = unseen[-PENDING:]
 
     def tracking_due(self):
         """Say whether chunks wait for the tracker (raw EMG with memory, see ``track``)."""
@@ -493,13 +512,16 @@ class OnlineIdentifier:
         span = self.fit_span * self.h
         tracker, reasons, count = self.tracker, [], len(self.pending)
         while self.pending:
-            win = self.pending.pop(0)
+            number, win = self.pending[0]
+            # the drift over every chunk since the last one moved over (dropped ones too)
             tracker, reason = tracking.step(
                 tracker, lambda z, w=win: self.problem.corrected_normal(
                     z, w, tracker.density, tracker.correction),
-                self.drift, span)
+                self.drift, span * max(1, number - self.tracked_upto))
             tracker = tracker._replace(belief=tracker.belief._replace(
                 mean=self.problem.space.project(tracker.belief.mean)))
+            self.pending.pop(0)
+            self.tracked_upto = number
             self.tracked += 1
             if reason:
                 self.tracking_refused += 1
@@ -512,7 +534,9 @@ class OnlineIdentifier:
         # the belief moved if any chunk was taken; if none was, say why
         result = UpdateResult(False, self._validity(z) or (
             reasons[-1] if len(reasons) == count else ''), data_time=data_time)
-        if not result.reason and self.ready():
+        if not result.reason and not self.ready():
+            result.reason = 'no hold-out data to check the tracked model on'
+        if not result.reason:
             held = self._window(end, self.holdout_steps + self.warmup_steps)
             result.holdout_before = self.problem.cost(np.zeros_like(z), held)
             result.holdout_after = self.problem.cost(z, held)

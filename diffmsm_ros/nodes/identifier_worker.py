@@ -50,7 +50,7 @@ class IdentifierWorker:
         self._lock = threading.Lock()
         self._next_update = None
         self._newest = None
-        self.busy = False
+        self._updating = False          # an update (or tracking) runs on the worker thread
         self._session = None            # the session fit's thread, while one runs
         self._session_result = None     # (generation, job, z or None, seconds)
         self._generation = 0            # resets so far: a fit from before one is dropped
@@ -66,10 +66,15 @@ class IdentifierWorker:
         self.thread.start()
 
     def stop(self, timeout=10.0):
+        """Stop the worker thread, and wait for a running session fit, ``timeout`` s each."""
         self._stop.set()
         self._wake.set()
         if self.thread.is_alive():
             self.thread.join(timeout)
+        session = self._session
+        if session is not None and session.is_alive():
+            # a session fit still in compiled code when the interpreter exits aborts it
+            session.join(timeout)
 
     def _put(self, item):
         if len(self.queue) == self.queue.maxlen:
@@ -172,12 +177,17 @@ class IdentifierWorker:
         self._next_update = self._newest + self.period
         self._update()
 
+    @property
+    def busy(self):
+        """Say whether an update or a session fit runs."""
+        return self._updating or self._session is not None
+
     def _update(self):
-        self.busy = True
+        self._updating = True
         started = time.perf_counter()
         with self._lock:
             result = self.ident.update()
-        self.busy = False
+        self._updating = False
         if result.reason == 'not enough data yet':
             return
         result.seconds = time.perf_counter() - started
@@ -199,7 +209,6 @@ class IdentifierWorker:
                 self._session = threading.Thread(
                     target=self._run_session, args=(job, self._generation),
                     name='diffmsm-session-fit', daemon=True)
-                self.busy = True
                 self._session.start()
 
     def _run_session(self, job, generation):
@@ -211,7 +220,6 @@ class IdentifierWorker:
             self.errors += 1
             self.log(f'session fit error: {err!r}\n{traceback.format_exc(limit=3)}')
         self._session_result = (generation, job, z, time.perf_counter() - started)
-        self.busy = False
         self._wake.set()
 
     def _report(self, result):

@@ -91,3 +91,24 @@ def test_a_chunk_that_breaks_the_belief_is_refused_and_time_still_passes():
         grown = np.diag(posterior.covariance(after.belief)) - np.diag(
             posterior.covariance(before))
         assert np.allclose(grown, np.where(MASK, 0.01, 0.0), atol=1e-9)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_a_step_minimises_over_the_moved_coordinates_with_the_rest_held(seed):
+    # the belief couples the moved coordinates to the others (a session fit's information
+    # over every muscle parameter); the chunk's data see all of them
+    rng = np.random.default_rng(seed)
+    root = rng.normal(size=(P, P))
+    prior = posterior.Belief(rng.normal(0.0, 0.3, P), root @ root.T + np.eye(P))
+    tracker = tracking.init(prior, np.zeros((P, P)), prior.mean, np.zeros(3), np.ones(3),
+                            MASK, fitted=np.ones(P, dtype=bool))
+    normal, (a, y) = chunk(rng, np.zeros(P))
+    moved, reason = tracking.step(tracker, normal, np.zeros(P), 5.0)
+    assert reason == ''
+    mean = moved.belief.mean
+    assert np.array_equal(mean[~MASK], prior.mean[~MASK])
+    # the gradient of prior plus data vanishes along the moved coordinates only
+    gradient = prior.info @ (mean - prior.mean) + a.T @ (a @ mean - y)
+    assert np.allclose(gradient[MASK], 0.0, atol=1e-8)
+    assert np.allclose(moved.belief.info[np.ix_(MASK, MASK)],
+                       prior.info[np.ix_(MASK, MASK)] + (a.T @ a)[np.ix_(MASK, MASK)])
