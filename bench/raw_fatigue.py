@@ -40,13 +40,11 @@ def run(elbow, truth, factor, recording, memory):
     from diffmsm_ros import settings
     from diffmsm_ros.identify import offline
     from diffmsm_ros.identify.online import OnlineIdentifier
-    from diffmsm_ros.session import raw_emg, record
-    from fatigue_live import errors
-    nm = elbow.model.n_muscles
-    values = dict(settings.defaults(), **{
-        'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
-        'emg.mvc': [raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)] * nm,
-        'identification.memory': memory, 'identification.chunk': CHUNK})
+    from fatigue_live import errors, node_params
+    rate, node = node_params('raw', elbow.model)          # the live bench's raw settings
+    values = dict(settings.defaults(), **node, **{
+        'emg.sample_rate': rate, 'identification.memory': memory,
+        'identification.chunk': CHUNK})
     emg = settings.emg_config(values, elbow.model.muscle_names)
     exc, emg_t, noise = offline.excitations_from_recording(
         recording, emg, elbow.model.muscle_names, with_noise=True)

@@ -408,11 +408,12 @@ class OnlineIdentifier:
         With memory also the information the tracker starts from (``tracking``).
         """
         z0 = np.zeros(self.problem.space.size)
-        z, _ = self.problem.corrected_fit(z0, job.windows, job.density, job.lowpass)
+        variance = self.problem.corrected_variance(z0, job.windows, job.density, job.lowpass)
+        z, _ = self.problem.corrected_fit(z0, job.windows, job.density, job.lowpass,
+                                          variance=variance)
         z = np.asarray(z, dtype=float)
         if not self.config.memory or not np.all(np.isfinite(z)):
             return SessionFitted(z)
-        variance = self.problem.corrected_variance(z0, job.windows, job.density, job.lowpass)
         correction = np.asarray(variance / (1.0 + variance))
         hess, _ = self.problem.corrected_normal(z, job.windows, job.density, correction)
         return SessionFitted(z, np.asarray(hess), correction)
@@ -487,8 +488,7 @@ class OnlineIdentifier:
         tracker = tracking.init(self.problem.corrected_prior(), fitted.hess, fitted.z,
                                 fitted.correction, job.density, mask,
                                 fitted=self.problem.muscle_mask())
-        info = tracker.belief.info
-        if not np.all(np.isfinite(info)) or np.linalg.eigvalsh(info).min() <= 0:
+        if not posterior.usable(tracker.belief):
             return
         self.tracker, self.tracked_upto = tracker, job.chunks - 1
         unseen = [(k, w) for k, w in self.archive.entries if k >= job.chunks]

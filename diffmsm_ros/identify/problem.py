@@ -385,12 +385,14 @@ class Problem:
                 break
         return np.asarray(state.z)
 
-    def corrected_fit(self, z0, wins, density, lowpass, prior=None):
+    def corrected_fit(self, z0, wins, density, lowpass, prior=None, variance=None):
         """
         Raw EMG: the muscle parameters by the corrected equation-error fit (``corrected``).
 
         ``density`` is the envelope noise S0 per muscle (1/Hz), ``lowpass`` the envelope
-        low-pass (Hz); ``prior`` defaults to ``corrected_prior``.  The start is found on
+        low-pass (Hz); ``prior`` defaults to ``corrected_prior``; ``variance`` (the
+        activations' relative variance, ``corrected_variance`` at z0) is computed when not
+        given.  The start is found on
         every ``corrected.COARSE``-th window: a coordinate scan of the plain fit's objective,
         the ramped rounds and the escape (``_corrected_escape``); then ``corrected.FINE``
         rounds on every window.  Returns (z, objective after each fine round); the rest of z
@@ -399,7 +401,8 @@ class Problem:
         wins = _as_list(wins)
         accs = [decompose.smoothed_acceleration(w) for w in wins]
         density = jnp.asarray(density, dtype=jnp.float64)
-        variance = self.corrected_variance(z0, wins, density, lowpass)
+        if variance is None:
+            variance = self.corrected_variance(z0, wins, density, lowpass)
         mask = self.muscle_mask()
         prior = self.corrected_prior() if prior is None else self.belief(prior)
         coarse = (wins[::corrected.COARSE], accs[::corrected.COARSE])

@@ -11,11 +11,12 @@ adopted, its result and the information of its corrected objective become a beli
 2. the chunk's corrected objective Q (``corrected``: the envelope's error removed from the
    equation error's expectation) gives its Gauss-Newton Hessian and gradient at the
    belief's mean, whitened there;
-3. they are absorbed (``posterior.absorb``): one Gauss-Newton step of the belief and the
-   data, in the strengths only (``TRACKED``): the lengths, bones and the rest stay as the
-   session fit left them.  Moving every muscle parameter, the lengths took up part of the
-   fatigue chunk by chunk and wandered off (an 8-minute raw session, strengths falling
-   10-30 %: muscle error 5.8 % at 3.5 min, 13.9 % at the end; strengths only: 9.6 %).
+3. they are absorbed (``posterior.absorb`` of the belief about the strengths with the
+   rest held, ``posterior.conditional``): one Gauss-Newton step in the strengths only
+   (``TRACKED``); the lengths, bones and the rest stay as the session fit left them.
+   Moving every muscle parameter, the lengths took up part of the fatigue chunk by chunk
+   and wandered off (an 8-minute raw session, strengths falling 10-30 %: muscle error
+   5.8 % at 3.5 min, 13.9 % at the end; strengths only: 9.6 %).
 
 Q's per-chunk Hessian carries the correction's negative term, so a chunk alone may be
 indefinite; a step whose information is not positive definite, or not finite, is refused
@@ -78,14 +79,15 @@ def step(tracker, normal, drift, seconds):
     hess, grad = (np.asarray(x, dtype=float) for x in normal(belief.mean))
     if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(grad))):
         return widened, 'non-finite chunk information'
-    block = np.ix_(mask, mask)
-    info = belief.info.copy()
-    info[block] += hess[block]
-    info = 0.5 * (info + info.T)
-    if not np.all(np.isfinite(info)) or np.linalg.eigvalsh(info[block]).min() <= 0:
-        return widened, 'belief not positive definite'
-    mean = belief.mean.copy()
-    mean[mask] -= np.linalg.solve(info[block], grad[mask])
-    if not np.all(np.isfinite(mean)):
-        return widened, 'non-finite belief'
+    idx = np.flatnonzero(mask)
+    block = np.ix_(idx, idx)
+    try:
+        moved = posterior.absorb(posterior.conditional(belief, idx, belief.mean),
+                                 hess[block], grad[idx], belief.mean[idx])
+    except np.linalg.LinAlgError:
+        moved = None
+    if moved is None or not posterior.usable(moved):
+        return widened, 'belief not positive definite (or not finite)'
+    mean, info = belief.mean.copy(), belief.info.copy()
+    mean[idx], info[block] = moved.mean, moved.info
     return tracker._replace(belief=posterior.Belief(mean, info)), ''
