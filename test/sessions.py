@@ -83,13 +83,18 @@ def envelope_values(model):
     return values
 
 
-def simulate(elbow, elbow_xml, duration, exo_on=True):
-    """Return the hidden subject, its MuJoCo session and run, and its recording."""
+def simulate(elbow, elbow_xml, duration, exo_on=True, seed=3, strength=None):
+    """
+    Return the hidden subject, its MuJoCo session and run, and its recording.
+
+    ``seed`` draws the session (its excitations and encoder noise); ``strength(t)``
+    (``mujoco_sim.fatigue``) scales the muscles' maximum forces over it.
+    """
     from diffmsm_ros.session import mujoco_sim
     truth = subjects.perturb(elbow, 0.1, np.random.default_rng(11))
     session, run = mujoco_sim.simulate_session(
-        elbow_xml, elbow, truth, duration, 3, noise=ENCODER_NOISE,
-        controller=synth.ExoController(exo_on=exo_on))
+        elbow_xml, elbow, truth, duration, seed, noise=ENCODER_NOISE,
+        controller=synth.ExoController(exo_on=exo_on), strength=strength)
     assert np.all(np.isfinite(session.q))
     recording = record.recording_from_session(session, with_velocity=False)
     assert np.all(np.isnan(recording.velocity))

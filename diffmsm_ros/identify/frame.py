@@ -21,6 +21,11 @@ SCORE_BLOCK = 1.0       # s of consecutive segments whose residuals may correlat
 EQUATION_STRIDE = 4     # the robust start's equation error reads every 4th sample (8 ms)
 
 
+def score_block(segment, h):
+    """Count shooting segments (of ``segment`` samples of ``h`` s) in one score block."""
+    return max(1, int(round(SCORE_BLOCK / (segment * h))))
+
+
 @dataclasses.dataclass(frozen=True)
 class Frame:
     """Template model, parameter space (leaves) and shooting options (static)."""
@@ -46,8 +51,7 @@ class Frame:
         nq, nm = self.template.n_joints, self.template.n_muscles
         count = residuals.nuisance_count(nq, nm, self.shooting)
         weights = residuals.nuisance_weights(nq, nm, self.shooting, z.dtype)
-        steps = self.shooting.segment
-        block = max(1, int(round(SCORE_BLOCK / (steps * self.template.timestep))))
+        block = score_block(self.shooting.segment, self.template.timestep)
         return residuals.shooting_normal_equations(segments, z, count, weights,
                                                    self.shooting.profile, block)
 

@@ -20,7 +20,7 @@ import typing
 
 from diffmsm_ros.files import modelfile
 from diffmsm_ros.identify import (params, posterior, session_fit, solvers, strategy,
-                                  tracking)
+                                  tracking, uncertainty)
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.config import FIRST_FIT
 from diffmsm_ros.identify.problem import INERTIA_FLOOR, NOISE_LEVEL, Problem
@@ -289,9 +289,31 @@ class OnlineIdentifier:
             self.arrival_index += span
         # the newest chunk, still growing, is a whole window of received data ending at
         # the hold-out whose part before the chunk (fitted in the chunk before) weighs 0
-        return [self._window(s + span - 1, self.fit_steps) if s + span - 1 <= last else
-                self._window(last, self.fit_steps, first=s)
+        return [self._window(e, self.fit_steps, first=None if e == s + span - 1 else s)
+                for s, e in self._carried_chunks(last)]
+
+    def _carried_chunks(self, last):
+        """(first, last) grid index of each chunk fitted beside the belief, newest first."""
+        span = self.fit_span
+        return [(s, min(s + span - 1, last))
                 for s in reversed(range(self.arrival_index, last + 1, span))]
+
+    def _walk(self, end, blocks):
+        """
+        Return the declared drift over the fitted chunks and since the belief, or None.
+
+        An ``uncertainty.Walk``: ``blocks`` are the fit windows' block shares of J^T J
+        (``Problem.normal``), the windows those of ``_carried_chunks``; the estimate is
+        for grid index ``end``.
+        """
+        if not self.config.memory or not np.any(self.drift > 0):
+            return None
+        chunks = self._carried_chunks(end - self.holdout_steps)
+        ages = [self.problem.block_ages(self.fit_steps, len(b)) + (end - e) * self.h
+                for (_, e), b in zip(chunks, blocks)]
+        return uncertainty.Walk(np.concatenate(blocks), np.concatenate(ages),
+                                (end - self.arrival_index + 1) * self.h,
+                                np.asarray(self.drift, dtype=float) ** 2 / 60.0)
 
     def _absorb(self, win):
         """Add a chunk leaving the window to the carried belief (then widened by drift)."""
@@ -627,14 +649,15 @@ class OnlineIdentifier:
         self.good_z = z_new.copy()
         self.accepted += 1
         self.restarts = strategy.on_accept(self.restarts, stalled, fit_cost, NOISE_LEVEL)
-        hess, grad, half, count, scores = self.problem.normal(self.z, fit)
+        hess, grad, half, count, scores, blocks = self.problem.normal(self.z, fit, blocks=True)
         if self.config.memory:
             prior = self._check_belief(prior, hess, grad, half, fit)
         self.posterior = posterior.absorb(prior, hess, grad, self.z)
         self.last_analysis = self.problem.analyse(
             self.z, hess, half, count, external_torque=external_torque_rms(fit), scores=scores,
             wins=fit, envelope_noise=self.envelope_noise,
-            prior=prior if self.config.memory else None, carried_envelope=self.carried_envelope)
+            prior=prior if self.config.memory else None, carried_envelope=self.carried_envelope,
+            walk=self._walk(end, blocks))
         return self._done(UpdateResult(True, 'accepted', fit_cost, before, after,
                                        data_time=data_time, robust_start=robust,
                                        stalled=stalled), started)

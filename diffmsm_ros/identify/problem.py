@@ -108,7 +108,8 @@ class Problem:
         return ''
 
     def analyse(self, z, hess, half_cost, count, external_torque=None, scores=None,
-                wins=None, envelope_noise=None, prior=None, carried_envelope=None):
+                wins=None, envelope_noise=None, prior=None, carried_envelope=None,
+                walk=None):
         """
         Uncertainty analysis at z (``uncertainty.analyse``) with jitted derivatives.
 
@@ -118,7 +119,8 @@ class Problem:
         With profiled excitation gains but no measured envelope noise it warns that the
         1-sigma values leave that error out.  ``prior`` (a ``belief``) is the information
         carried from earlier data; default the template prior.  ``carried_envelope`` is the
-        envelope information of the data absorbed into it.
+        envelope information of the data absorbed into it; ``walk`` (``uncertainty.Walk``)
+        the declared drift while the data were taken.
         """
         zz = jnp.asarray(z, dtype=jnp.float64)
         input_info = None
@@ -131,7 +133,7 @@ class Problem:
                                        jacobian=self._theta_jacobian(zz), scale=self._scale(zz),
                                        scores=scores, input_info=input_info,
                                        prior_info=None if prior is None else
-                                       self.belief(prior).info)
+                                       self.belief(prior).info, walk=walk)
         if self.config.excitation_noise > 0 and input_info is None:
             analysis.warnings.append(EXCITATION_NOISE_WARNING)
         return analysis
@@ -178,17 +180,34 @@ class Problem:
         return posterior.template(self.space.size, self.config.prior_std, prior)
 
     # ------------------------------------------------------------------ data terms
-    def normal(self, z, wins):
+    def normal(self, z, wins, blocks=False):
         """
         Sum (J^T J, J^T r, 0.5 |r|^2, residual count, score spread) over windows.
 
         The score spread is the sandwich covariance's middle (``shooting_normal_equations``).
+        With ``blocks``, a sixth item: per window, its blocks' shares of J^T J [B, P, P]
+        (``block_ages`` says when each block's data were taken).
         """
         z = jnp.asarray(z, dtype=jnp.float64)
         parts = [self._normal(z, w) for w in _as_list(wins)]
-        return (sum(np.asarray(p[0]) for p in parts), sum(np.asarray(p[1]) for p in parts),
-                sum(float(p[2]) for p in parts), sum(int(p[3]) for p in parts),
-                sum(np.asarray(p[4]) for p in parts))
+        out = (sum(np.asarray(p[0]) for p in parts), sum(np.asarray(p[1]) for p in parts),
+               sum(float(p[2]) for p in parts), sum(int(p[3]) for p in parts),
+               sum(np.asarray(p[4]) for p in parts))
+        return out + ([np.asarray(p[5]) for p in parts],) if blocks else out
+
+    def block_ages(self, length, count):
+        """
+        Seconds from the middle of each of ``count`` score blocks to a window's last sample.
+
+        A window of ``length`` samples is cut into shooting segments from its first sample,
+        and consecutive segments into blocks of ``frame.SCORE_BLOCK`` s (``normal``'s).
+        """
+        h = self.template.timestep
+        block = frame.score_block(self.segment_steps, h) * self.segment_steps
+        span = residuals.segment_count(length, self.segment_steps) * self.segment_steps
+        starts = np.arange(count) * block
+        middles = 0.5 * (starts + np.minimum(starts + block, span))
+        return (length - 1 - middles) * h
 
     def half_cost(self, z, wins):
         """0.5 |r|^2 of the shooting residual summed over windows."""

@@ -156,14 +156,15 @@ def project_out(s, x, weights):
 
 def shooting_normal_equations(residual_segments, z, count, weights, profile, block=1):
     """
-    (J^T J, J^T r, 0.5 |r|^2, rows, S) of the (profiled) shooting residual at z.
+    (J^T J, J^T r, 0.5 |r|^2, rows, S, H_b) of the (profiled) shooting residual at z.
 
     S = sum over blocks of ``block`` consecutive segments of g g^T, g = J_b^T r_b the
     block's share of the gradient: the spread of the score for the sandwich covariance,
     which stays honest when residuals are correlated within a block (a partial last block
-    counts as one).  With profiling, the Jacobian is projected like the residual
-    (Kaufman's approximation of variable projection), which needs P + C tangents instead
-    of P (C + 1).
+    counts as one).  H_b [blocks, P, P] are the blocks' shares of J^T J, in time order
+    (what a parameter drifting within the window does to the fit: ``uncertainty.Walk``).
+    With profiling, the Jacobian is projected like the residual (Kaufman's approximation
+    of variable projection), which needs P + C tangents instead of P (C + 1).
     """
     p = z.shape[0]
     zero = jnp.zeros(count, dtype=z.dtype)
@@ -186,8 +187,12 @@ def shooting_normal_equations(residual_segments, z, count, weights, profile, blo
     pad = (-scores.shape[0]) % block
     scores = jnp.concatenate([scores, jnp.zeros((pad, p), scores.dtype)])
     scores = scores.reshape(-1, block, p).sum(axis=1)
-    r, jz = r.reshape(-1), jz.reshape(-1, p)
-    return jz.T @ jz, jz.T @ r, 0.5 * jnp.sum(r * r), r.shape[0], scores.T @ scores
+    rows = jnp.concatenate([jz, jnp.zeros((pad,) + jz.shape[1:], jz.dtype)])
+    rows = rows.reshape(scores.shape[0], -1, p)
+    blocks = jnp.einsum('bkp,bkq->bpq', rows, rows)
+    r = r.reshape(-1)
+    return (blocks.sum(axis=0), jz.reshape(-1, p).T @ r, 0.5 * jnp.sum(r * r), r.shape[0],
+            scores.T @ scores, blocks)
 
 
 @sensitivity.model_part_derivative

@@ -34,6 +34,46 @@ class Analysis:
     envelope_widening: float = 1.0  # largest factor the envelope's error widened a 1-sigma
 
 
+@dataclasses.dataclass(frozen=True)
+class Walk:
+    """
+    A random walk of the parameters while the data were taken (the declared drift).
+
+    A fit of constant parameters to data over which they drifted estimates a weighted mean
+    of their course, not their value at the end: ``walk_covariance`` gives the spread that
+    adds about the value at the time the estimate is for.
+    """
+
+    hessians: np.ndarray    # [B, P, P] the data blocks' shares of J^T J (objective units)
+    ages: np.ndarray        # [B] s from each block's data to the time the estimate is for
+    prior_age: float        # s from the time the prior (a carried belief) is about to then
+    rate: np.ndarray        # [P] variance the walk adds per second (normalised units^2 / s)
+
+
+def walk_covariance(bread, parts, rate):
+    """
+    Covariance [P, P] a random walk adds to a linearised estimate about its newest value.
+
+    The estimate is x = bread sum_k H_k theta(t_k) (plus noise), ``parts`` the (H_k, age
+    a_k) of the data blocks and the prior, ``bread`` the inverse of sum_k H_k.  With
+    Cov(theta(t_j), theta(t_k)) about the newest value = diag(rate) min(a_j, a_k),
+    its covariance is bread M bread, M = sum_jk H_j Q H_k min(a_j, a_k), summed as
+    the integral over s of G(s) Q G(s), G(s) the information of the data older than s.
+    """
+    rate = np.asarray(rate, dtype=float)
+    ordered = sorted(parts, key=lambda part: -part[1])
+    ages = [max(float(age), 0.0) for _, age in ordered] + [0.0]
+    middle = np.zeros_like(bread)
+    older = np.zeros_like(bread)
+    for k, (info, _) in enumerate(ordered):
+        older = older + info
+        span = ages[k] - ages[k + 1]
+        if span > 0:
+            middle += span * (older * rate[None, :]) @ older
+    out = bread @ middle @ bread
+    return 0.5 * (out + out.T)
+
+
 def scale_direction(space, z):
     """Return the unit z-direction of scaling every force-like parameter by one factor."""
     mask = np.asarray([e.field in FORCE_LIKE for e in space.entries], dtype=float)
@@ -69,7 +109,7 @@ def sandwich_widening(hess, scores, prior, cov):
 
 def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
             weak_threshold=0.05, scale_threshold=0.05, jacobian=None, scale=None,
-            scores=None, widen_warning=2.0, input_info=None, prior_info=None):
+            scores=None, widen_warning=2.0, input_info=None, prior_info=None, walk=None):
     """
     Uncertainties and weak directions at z from the data normal equations J^T J.
 
@@ -84,7 +124,8 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     the information carried from earlier data and the template prior (a
     ``posterior.Belief``'s); without it the prior is the template's, N(0, prior_std^2).
     Carried information is scaled by the residual variance as J^T J is, when that is
-    above 1.
+    above 1.  With a ``walk`` (a declared drift) each 1-sigma is about the parameters'
+    value at the end of the data, not their mean over it: the walk's spread is added.
     """
     hess = np.asarray(hess, dtype=float)
     p = hess.shape[0]
@@ -106,7 +147,11 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
         wide = np.minimum(wide, prior_std ** 2)
         envelope = np.sqrt(np.maximum(1.0, wide / np.clip(np.diag(cov), 1e-300, None)))
         info = input_info
-    cov = cov * np.outer(np.maximum(widen, envelope), np.maximum(widen, envelope))
+    drifted = 0.0
+    if walk is not None:
+        parts = [(b / s2, age) for b, age in zip(walk.hessians, walk.ages)]
+        drifted = walk_covariance(cov, parts + [(prior, walk.prior_age)], walk.rate)
+    cov = cov * np.outer(np.maximum(widen, envelope), np.maximum(widen, envelope)) + drifted
     std_z = np.sqrt(np.clip(np.diag(cov), 0, None))
     if jacobian is None:
         jacobian = jax.jacfwd(space.from_z)(jnp.asarray(z, dtype=jnp.float64))

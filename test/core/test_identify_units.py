@@ -268,7 +268,7 @@ def test_block_scores_give_an_honest_spread_under_correlated_residuals():
             return (jnp.asarray(x) @ z - jnp.asarray(y)).reshape(n_seg, rows)
 
         z0 = jnp.zeros(2)
-        hess, grad, half, count, scores = residuals.shooting_normal_equations(
+        hess, grad, half, count, scores, blocks = residuals.shooting_normal_equations(
             segments, z0, 0, jnp.zeros(0), False, block)
         hess, grad = np.asarray(hess), np.asarray(grad)
         if not estimates:
@@ -276,6 +276,11 @@ def test_block_scores_give_an_honest_spread_under_correlated_residuals():
             g = (x * (x @ np.zeros(2) - y)[:, None]).reshape(-1, block * rows, 2).sum(axis=1)
             np.testing.assert_allclose(np.asarray(scores), g.T @ g, rtol=1e-9)
             np.testing.assert_allclose(grad, g.sum(axis=0), rtol=1e-9)
+            # and the blocks' shares of J^T J, in time order, add up to it
+            rows_b = x.reshape(-1, block * rows, 2)
+            np.testing.assert_allclose(np.asarray(blocks),
+                                       np.einsum('bkp,bkq->bpq', rows_b, rows_b), rtol=1e-9)
+            np.testing.assert_allclose(hess, x.T @ x, rtol=1e-9, atol=1e-9)
         beta = -np.linalg.solve(hess, grad)
         estimates.append(beta)
         r = x @ beta - y

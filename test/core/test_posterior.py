@@ -202,3 +202,43 @@ def test_a_belief_the_data_agree_with_is_kept():
     assert not check.disagrees() and posterior.let_go(belief, check) is belief
     broken = posterior.Consistency(np.nan, 2.0, 1.0, np.full(3, np.nan))
     assert not broken.disagrees() and posterior.let_go(belief, broken) is belief
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_walk_covariance_is_the_spread_a_drift_adds_about_the_newest_value(seed):
+    # a linear fit of constant parameters to blocks of data over which the first one
+    # walks, with a belief about where they were before: across many sessions the
+    # estimate's error about the newest value has the noise's covariance plus the walk's
+    # (the other two coordinates too, through blocks that mix them unevenly)
+    from diffmsm_ros.identify import uncertainty
+    rng = np.random.default_rng(seed)
+    size, n_blocks, rows, step = 3, 12, 4, 1.0
+    rate = np.array([0.05, 0.0, 0.0])            # variance per s
+    rows_of = [rng.normal(size=(rows, size)) * rng.uniform(0.2, 2.0, size)
+               for _ in range(n_blocks)]
+    hessians = [a.T @ a for a in rows_of]
+    prior_info = np.diag([4.0, 2.0, 1.0])
+    prior_age = (n_blocks + 1) * step              # the belief is about the start
+    ages = np.array([(n_blocks - k) * step for k in range(n_blocks)])  # oldest first
+    bread = np.linalg.inv(prior_info + sum(hessians))
+    predicted = bread + uncertainty.walk_covariance(
+        bread, list(zip(hessians, ages)) + [(prior_info, prior_age)], rate)
+    errors = []
+    for _ in range(4000):
+        # the walk backwards from the newest value: theta(age) = newest - walk(age)
+        steps = rng.normal(size=(n_blocks + 1, size)) * np.sqrt(rate * step)
+        newest = rng.normal(size=size)
+        course = newest - np.cumsum(steps, axis=0)  # at ages step, 2 step, ...
+        theta_prior = course[-1]
+        mean = theta_prior + np.linalg.cholesky(np.linalg.inv(prior_info)) @ rng.normal(
+            size=size)
+        grad = prior_info @ mean
+        for k, a in enumerate(rows_of):
+            y = a @ course[n_blocks - 1 - k] + rng.normal(size=rows)
+            grad = grad + a.T @ y
+        errors.append(bread @ grad - newest)
+    observed = np.cov(np.asarray(errors).T)
+    # 4000 draws: a variance within about 5 % (1 sigma)
+    np.testing.assert_allclose(np.diag(observed), np.diag(predicted), rtol=0.15)
+    # the noise's covariance alone is far too narrow for the walking coordinate
+    assert observed[0, 0] > 3.0 * bread[0, 0]
