@@ -866,6 +866,7 @@ def subject_file(template, problem, z, analysis, summary):
         section['strength_scale_std'] = analysis.scale_std
         section['sigma_widening'] = analysis.widening
         section['sigma_envelope_widening'] = analysis.envelope_widening
+        section['sigma_drift_widening'] = analysis.drift_widening
         section['warnings'] = list(analysis.warnings)
     sf = dataclasses.replace(template, model=model, std=std, identification=section,
                              extra=dict(template.extra))

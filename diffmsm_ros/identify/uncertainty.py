@@ -32,6 +32,7 @@ class Analysis:
     samples: int
     widening: float = 1.0           # largest factor the sandwich estimate widened a 1-sigma
     envelope_widening: float = 1.0  # largest factor the envelope's error widened a 1-sigma
+    drift_widening: float = 1.0     # largest factor the declared drift (a Walk) widened one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +152,9 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     if walk is not None:
         parts = [(b / s2, age) for b, age in zip(walk.hessians, walk.ages)]
         drifted = walk_covariance(cov, parts + [(prior, walk.prior_age)], walk.rate)
-    cov = cov * np.outer(np.maximum(widen, envelope), np.maximum(widen, envelope)) + drifted
+    still = cov * np.outer(np.maximum(widen, envelope), np.maximum(widen, envelope))
+    cov = still + drifted
+    drift = np.sqrt(np.diag(cov) / np.clip(np.diag(still), 1e-300, None))
     std_z = np.sqrt(np.clip(np.diag(cov), 0, None))
     if jacobian is None:
         jacobian = jax.jacfwd(space.from_z)(jnp.asarray(z, dtype=jnp.float64))
@@ -198,4 +201,5 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     return Analysis(std=np.sqrt(np.clip(np.diag(cov_theta), 0, None)), std_z=std_z,
                     residual_sigma=float(np.sqrt(2.0 * half_cost / max(n, 1))),
                     weak=weak, scale_std=scale_std, warnings=warnings, samples=n,
-                    widening=float(widen.max()), envelope_widening=float(envelope.max()))
+                    widening=float(widen.max()), envelope_widening=float(envelope.max()),
+                    drift_widening=float(drift.max()))

@@ -269,3 +269,6 @@ def test_under_fatigue_the_1_sigma_covers_the_strength_now(elbow, elbow_xml, see
         assert outside <= 1, summary
         # honest, and still informative: the strengths within about a per cent
         assert error.mean() < 1.0 and np.median(sigma) < 2.0, summary
+    # the model file says by how much the drift widened the most-widened 1-sigma
+    saved = ident.current_file().identification
+    assert saved['sigma_drift_widening'] == ident.last_analysis.drift_widening > 2.0
