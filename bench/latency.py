@@ -264,6 +264,12 @@ def main():
           f'{GOAL_IN_NODE_P99:g} ms ({100 * slow_share:.2f} %), '
           + ', '.join(f'{tq.get(f"steps_over_{e:g}ms", "?")} slower than {e:g} ms'
                       for e in (1, 2, 5)))
+    # a slow sample whose thread was not that long on the CPU waited (the GIL, another
+    # process or the host on its core); one that was, worked
+    print('  of those, the sensor thread as long on the CPU (working, not waiting): '
+          + ', '.join(f'{tq.get(f"steps_over_{e:g}ms_on_cpu", "?")} of '
+                      f'{tq.get(f"steps_over_{e:g}ms", "?")} (> {e:g} ms)'
+                      for e in (GOAL_IN_NODE_P99, 1, 2, 5)))
     # where the end-to-end time goes: up to the node's publish call (the publisher's
     # lateness, DDS in, the node's wait and work), and from there to this process
     for name, rx in (('echo', echo_rx), ('diffmsm node', node_rx)):

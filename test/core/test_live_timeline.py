@@ -411,8 +411,10 @@ def test_step_times_report_recent_percentiles_and_session_counts(seed):
     assert np.isnan(times.values()['step_ms_p99']) and times.values()['steps'] == 0
     rng = np.random.default_rng(seed)
     seconds = rng.lognormal(np.log(2e-4), 1.2, 1700)
-    for s in seconds:
-        times.add(float(s))
+    # the handling thread on the CPU for a share of each sample's wall time
+    cpu = seconds * rng.uniform(0.0, 1.0, seconds.size)
+    for s, c in zip(seconds, cpu):
+        times.add(float(s), float(c))
     values = times.values()
     recent = seconds[-500:] * 1e3
     assert values['step_ms_p50'] == pytest.approx(np.percentile(recent, 50), rel=1e-12)
@@ -421,6 +423,12 @@ def test_step_times_report_recent_percentiles_and_session_counts(seed):
     assert values['steps'] == 1700
     for edge in EDGES_MS:
         assert values[f'steps_over_{edge:g}ms'] == int(np.sum(seconds * 1e3 > edge))
+        assert values[f'steps_over_{edge:g}ms_on_cpu'] == int(np.sum(cpu * 1e3 > edge))
+    # without a CPU time every slow sample counts as working
+    plain = StepTimes()
+    for s in seconds:
+        plain.add(float(s))
+    assert plain.values()['steps_over_0.5ms_on_cpu'] == plain.values()['steps_over_0.5ms']
 
 
 def test_a_reset_drops_samples_not_yet_handed_to_the_identifier(paths, model):
