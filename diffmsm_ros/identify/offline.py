@@ -12,7 +12,8 @@ import dataclasses
 import time
 
 from diffmsm_ros.emg.intake import EmgIntake
-from diffmsm_ros.identify.online import external_torque_rms, OnlineIdentifier, subject_file
+from diffmsm_ros.identify.online import external_torque_rms, OnlineIdentifier
+from diffmsm_ros.identify.published import subject_file
 from diffmsm_ros.identify.window import from_arrays, resample, slice_window
 import numpy as np
 

@@ -1,11 +1,11 @@
 """Pieces of the identifier: parameter space, buffers, solvers, uncertainty, online logic."""
 
-from diffmsm_ros.identify import (online, params, posterior, residuals, solvers, strategy,
+from diffmsm_ros.identify import (params, posterior, published, residuals, solvers, strategy,
                                   uncertainty)
 from diffmsm_ros.identify.buffers import GridBuffer
 from diffmsm_ros.identify.config import FIRST_FIT
 from diffmsm_ros.identify.online import _dummy_window, OnlineIdentifier
-from diffmsm_ros.identify.problem import IdentifyConfig, NOISE_LEVEL, Problem
+from diffmsm_ros.identify.problem import IdentifyConfig, INERTIA_FLOOR, NOISE_LEVEL, Problem
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,14 +110,14 @@ def test_clipping_to_bounds_keeps_the_inertia_physical(elbow):
         return np.linalg.eigvalsh(np.asarray(inertia_matrix(model.skeleton.inertia)))[0, 0]
 
     assert lowest(sf.model) > 0
-    plain = online.clip_to_bounds(sf)
+    plain = published.clip_to_bounds(sf)
     assert lowest(plain.model) < 0      # clipping xz alone leaves no physical body
     with pytest.raises(modelfile.ModelFileError, match='positive definite'):
         modelfile.loads(modelfile.dumps(plain))
-    kept = online.clip_to_bounds(sf, elbow.model)
+    kept = published.clip_to_bounds(sf, elbow.model)
     again = modelfile.loads(modelfile.dumps(kept))
     modelfile.check_bounds(again)
-    floor = online.INERTIA_FLOOR * lowest(elbow.model)
+    floor = INERTIA_FLOOR * lowest(elbow.model)
     assert lowest(kept.model) == pytest.approx(floor, rel=1e-6)
     assert any('inertia of r_ulna_radius_hand moved toward the template' in w
                for w in kept.identification['warnings'])
