@@ -187,6 +187,7 @@ class InputTimeline:
         self.to_sink = []             # samples for the identifier, handed over by ``feed``
         self.log = log or (lambda level, text, key: None)
         self.velocity = CausalVelocity(config.velocity_window)
+        self.velocity.compile()
         self.t_ref = None
         self.pending = collections.deque(maxlen=PENDING_EMG)
         self.walls = collections.deque(maxlen=ENCODER_WALLS)

@@ -130,6 +130,14 @@ class TorquePath:
         # trace is short (a node without identifier starts in about 0.5 s)
         self._calls = {size: jax.jit(functools.partial(_advance, unravel, layout, self.h))
                        for size, layout in self._layouts.items()}
+        # each call's input vector, reused (every part is written before a call), and views
+        # of its sample block and grid rows
+        self._packed = {}
+        for size, layout in self._layouts.items():
+            packed = np.zeros(layout.length)
+            self._packed[size] = (packed, packed[layout.samples_at:layout.rows_at].reshape(
+                size, layout.sample_width), packed[layout.rows_at:].reshape(
+                    self.history + STEPS, self.nm))
         self.rows = np.zeros((RING, self.nm))
         self.set_model(model)
         self.reset()
@@ -245,26 +253,27 @@ class TorquePath:
 
     def _run(self, kc, a, n_commit, n_total, samples):
         """One call from step kc and activation a; ``samples`` [(step offset, frac, q, qd)]."""
-        layout = self._layouts[1 if len(samples) == 1 else BATCH]
-        packed = np.zeros(layout.length)
+        size = 1 if len(samples) == 1 else BATCH
+        packed, block, rows = self._packed[size]
         nm, nq = self.nm, self.nq
         packed[:nm] = a
-        packed[nm:nm + 2] = n_commit, n_total
-        block = packed[layout.samples_at:layout.rows_at]
-        block = block.reshape(layout.size, layout.sample_width)
+        packed[nm] = n_commit
+        packed[nm + 1] = n_total
+        if len(samples) < size:
+            block[len(samples):] = 0.0
         for row, (k, frac, q, qd) in zip(block, samples):
-            row[0], row[1] = k, frac
+            row[0] = k
+            row[1] = frac
             row[2:2 + nq] = q
             row[2 + nq:] = qd
-        rows = packed[layout.rows_at:].reshape(self.history + STEPS, nm)
         if self.kernel:
             grid_kernel.fill_rows(self.rows, kc - self.history, self.first, self.final,
                                   self.last_e, self.last_t, self.h, SLOPE_ROWS, AHEAD, rows)
         else:
             self._fill_rows(kc, rows)
         flat, _, _, kernel = self.current
-        out = self._kernel_call(kernel, layout.size, packed)
-        return out if out is not None else np.asarray(self._calls[layout.size](flat, packed))
+        out = self._kernel_call(kernel, size, packed)
+        return out if out is not None else np.asarray(self._calls[size](flat, packed))
 
     def _kernel_call(self, kernel, size, packed):
         """Return the kernel's output vector for ``packed`` (None without it, or for odd input)."""
@@ -360,7 +369,7 @@ class TorquePath:
         nm, nq = self.nm, self.nq
         width = nq + 3 * nm
         per = values[2 * nm:2 * nm + count * width].reshape(count, width)
-        finite = np.isfinite(per).all(axis=1)
+        finite = [np.isfinite(per).all()] if count == 1 else np.isfinite(per).all(axis=1)
         return [Outputs(row[:nq], row[nq + 2 * nm:], row[nq + nm:nq + 2 * nm],
                         row[nq:nq + nm], bool(ok)) for row, ok in zip(per, finite)]
 

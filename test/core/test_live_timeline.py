@@ -207,6 +207,27 @@ def test_velocity_follows_a_quadratic_without_lag_and_averages_noise():
         assert ratio < 0.15, (seed, ratio)
 
 
+def test_velocity_fit_is_the_least_squares_quadratic_slope_compiled_or_not():
+    from diffmsm_ros.live import velocity
+    forms = [velocity.slope] + [velocity.slope.py_func] * hasattr(velocity.slope, 'py_func')
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 7, 40):
+        t = np.sort(rng.uniform(0.0, 0.04, n)) + 3.0
+        q = rng.normal(size=(n, 2))
+        if n >= 3:
+            want = [np.polyder(np.polyfit(t - t[-1], q[:, j], 2))[-1] for j in range(2)]
+        elif n == 2:
+            want = (q[1] - q[0]) / (t[1] - t[0])
+        else:
+            want = np.zeros(2)
+        for form in forms:
+            out = np.empty(2)
+            # the window's samples in the middle of a longer buffer
+            pad_t, pad_q = np.concatenate([[0.0], t, [9.0]]), np.vstack([q[:1], q, q[:1]])
+            form(pad_t, pad_q, 1, n + 1, out)
+            np.testing.assert_allclose(out, want, rtol=1e-7, atol=1e-9)
+
+
 class Sink:
     """Collect what the identifier would get."""
 
