@@ -176,13 +176,13 @@ class DiffMsmNode(Node):
         self.log('info' if result.accepted or not problem else 'error',
                  diagnostics.update_line(result, problem))
 
-    def _on_model(self, model, text):
-        """Swap in an accepted model (called on the identifier receiver thread)."""
+    def _on_model(self, model, text, save=True):
+        """Swap in and publish a model: accepted (receiver thread), or the template on reset."""
         self.torque.set_model(model)
         self.model_yaml = text
         if self.context.ok():       # a model accepted while stopping is still saved
             self.pub_model.publish(String(data=text))
-        if self.values['model.save_on_update']:
+        if save and self.values['model.save_on_update']:
             self._save(text)
 
     def _save(self, text):
@@ -200,17 +200,15 @@ class DiffMsmNode(Node):
         with self.lock:       # first: samples taken before are not handed over after it
             self.timeline.reset()
         self.worker.command(Reset())
-        self.torque.set_model(self.template.model)
-        self.model_yaml = modelfile.dumps(self.template)
-        self.pub_model.publish(String(data=self.model_yaml))
+        self._on_model(self.template.model, modelfile.dumps(self.template), save=False)
         response.success, response.message = True, 'back to the template, buffers cleared'
         return response
 
     def _on_enable(self, request, response):
         self.worker.command(Enable(request.data))
         self.values['identification.enabled'] = bool(request.data)
-        response.success = True
-        response.message = 'identification ' + ('enabled' if request.data else 'paused')
+        response.success, response.message = True, 'identification ' + (
+            'enabled' if request.data else 'paused')
         return response
 
     # ------------------------------------------------------------------ diagnostics
