@@ -24,9 +24,11 @@ EMG.  With fatigue it is the bound for parameters that stand still, a reference 
 Goals (exit 1 if one is missed): with envelope EMG the strengths end within 2 % on average,
 fatigued or not; in every case at most one of the 18 muscle parameters ends beyond 2
 sigma of the truth (about 95 % within: the reported 1-sigma is honest); without fatigue
-the muscle parameters' RMS error ends within 1.3 bounds.
+the muscle parameters' RMS error ends within 1.3 bounds (RMS over the sessions with
+``--seeds``; one session's 18 parameters scatter by about 0.17 around 1 for an efficient
+estimator).
 
-    python bench/session.py [--minutes 15] [--fatigue 0.2]
+    python bench/session.py [--minutes 15] [--fatigue 0.2] [--seeds 1]
                             [--cases envelope raw envelope+fatigue raw+fatigue]
                             [--set PARAMETER=VALUE ...]
 """
@@ -43,6 +45,7 @@ MARKS = (1.0, 2.0, 5.0, 10.0, 15.0)   # min
 ENVELOPE_GOAL = 2.0                   # % mean strength error at the end, envelope EMG
 OUTSIDE_GOAL = 1                      # most muscle parameters beyond 2 sigma at the end
 EFFICIENCY_GOAL = 1.3                 # RMS muscle error in Cramer-Rao 1-sigma, at the end
+FIRST_SEED = 3                        # the sessions' seeds: 3, 4, ... (``--seeds``)
 
 
 def main():
@@ -52,6 +55,10 @@ def main():
                         help='share of strength lost by the end in the fatigue cases')
     parser.add_argument('--cases', nargs='+',
                         default=['envelope', 'envelope+fatigue', 'raw', 'raw+fatigue'])
+    parser.add_argument('--seeds', type=int, default=1,
+                        help='sessions per case, seeds 3, 4, ...: the efficiency goal is '
+                        'judged on their RMS (one session of 18 parameters scatters by '
+                        'about 0.17 around 1 for an efficient estimator)')
     parser.add_argument('--set', nargs='*', default=[], metavar='PARAMETER=VALUE',
                         help='node parameters for the identifier, e.g. '
                         'identification.memory=false identification.drift.strength=0')
@@ -80,86 +87,95 @@ def main():
     changed = ', '.join(f'{k}={v}' for k, v in overrides.items()) or 'default settings'
     print(f'{args.minutes:.0f} min MuJoCo elbow sessions, identified from the template '
           f'({changed})')
-    print('case              min  strength err %  median 1-sigma %  bound %  within 2 sigma  '
-          'muscle err %  within 2 sigma  err/bound  torque % (template)  updates  compute s')
+    print('case             seed  min  strength err %  median 1-sigma %  bound %  '
+          'within 2 sigma  muscle err %  within 2 sigma  err/bound  torque % (template)  '
+          'updates  compute s')
     for case in args.cases:
         kind, _, tired = case.partition('+')
-        drops = np.full(elbow.model.n_muscles, args.fatigue if tired else 0.0)
-        factor = mujoco_sim.fatigue(duration, drops)
-        session, run = mujoco_sim.simulate_session(
-            xml, elbow, truth, duration, 3, noise=1e-4, controller=synth.ExoController(),
-            strength=factor if tired else None)
-        recording = record.recording_from_session(session, with_velocity=False)
-        values = settings.defaults()
-        values['emg.sample_rate'] = 1.0 / elbow.model.timestep
-        unknown = set(overrides) - set(values)
-        if unknown:
-            sys.exit(f'--set: unknown parameters {sorted(unknown)}')
-        values.update(overrides)
-        if kind == 'raw':
-            mvc = raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)
-            values.update({'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
-                           'emg.mvc': [mvc] * elbow.model.n_muscles})
-            raw, t = raw_emg.synthesize(session.t, session.u, record.RAW_RATE,
-                                        np.random.default_rng(5), record.RAW_AMPLITUDE)
-            recording = dataclasses.replace(recording, emg_t=t, emg=raw)
-        exc, emg_t, density = offline.excitations_from_recording(
-            recording, settings.emg_config(values), elbow.model.muscle_names, with_noise=True)
-        emg = settings.emg_config(values)
-        # raw EMG: the node's session fits too, each run when due (the live node runs
-        # them beside the data; here the replay waits for them)
-        ident = OnlineIdentifier(elbow, settings.identify_config(values), lowpass=emg.lowpass)
-        ident.envelope_noise = density
-        ident.compile()
-        started = time.monotonic()
-        history = offline.replay(ident, recording, exc, ident.fit_span * ident.h,
-                                 emg_t=emg_t, on_update=lambda result, i: i.session_fit())
-        seconds = time.monotonic() - started
-        space = ident.problem.space
-        muscles = space.mask(lambda e: e.section == 'muscles' and e.field in (
-            'max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length'))
-        strengths = space.mask(lambda e: e.field == 'max_isometric_force')
-        base = params.values(truth.model, space)
-        bounds = cramer_rao(ident, recording, exc, emg_t, base, duration,
-                            density if kind == 'raw' else None)
-        times = np.asarray(history.time)
-        err = None
-        for mark in [m for m in MARKS if m * 60.0 <= duration + 1e-9]:
-            k = int(np.searchsorted(times, mark * 60.0 - 1e-6))
-            k = min(k, len(times) - 1)
-            theta, std = history.theta[k], history.std[k]
-            if std is None:
-                # no model yet (raw EMG: before the first session fit): the template
-                print(f'{case:17s} {mark:4.0f}  the template (no fit yet)', flush=True)
+        ratios = []
+        for seed in range(FIRST_SEED, FIRST_SEED + args.seeds):
+            drops = np.full(elbow.model.n_muscles, args.fatigue if tired else 0.0)
+            factor = mujoco_sim.fatigue(duration, drops)
+            session, run = mujoco_sim.simulate_session(
+                xml, elbow, truth, duration, seed, noise=1e-4, controller=synth.ExoController(),
+                strength=factor if tired else None)
+            recording = record.recording_from_session(session, with_velocity=False)
+            values = settings.defaults()
+            values['emg.sample_rate'] = 1.0 / elbow.model.timestep
+            unknown = set(overrides) - set(values)
+            if unknown:
+                sys.exit(f'--set: unknown parameters {sorted(unknown)}')
+            values.update(overrides)
+            if kind == 'raw':
+                mvc = raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)
+                values.update({'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
+                               'emg.mvc': [mvc] * elbow.model.n_muscles})
+                raw, t = raw_emg.synthesize(session.t, session.u, record.RAW_RATE,
+                                            np.random.default_rng(5), record.RAW_AMPLITUDE)
+                recording = dataclasses.replace(recording, emg_t=t, emg=raw)
+            exc, emg_t, density = offline.excitations_from_recording(
+                recording, settings.emg_config(values), elbow.model.muscle_names, with_noise=True)
+            emg = settings.emg_config(values)
+            # raw EMG: the node's session fits too, each run when due (the live node runs
+            # them beside the data; here the replay waits for them)
+            ident = OnlineIdentifier(elbow, settings.identify_config(values), lowpass=emg.lowpass)
+            ident.envelope_noise = density
+            ident.compile()
+            started = time.monotonic()
+            history = offline.replay(ident, recording, exc, ident.fit_span * ident.h,
+                                     emg_t=emg_t, on_update=lambda result, i: i.session_fit())
+            seconds = time.monotonic() - started
+            space = ident.problem.space
+            muscles = space.mask(lambda e: e.section == 'muscles' and e.field in (
+                'max_isometric_force', 'optimal_fiber_length', 'tendon_slack_length'))
+            strengths = space.mask(lambda e: e.field == 'max_isometric_force')
+            base = params.values(truth.model, space)
+            bounds = cramer_rao(ident, recording, exc, emg_t, base, duration,
+                                density if kind == 'raw' else None)
+            times = np.asarray(history.time)
+            err = None
+            for mark in [m for m in MARKS if m * 60.0 <= duration + 1e-9]:
+                k = int(np.searchsorted(times, mark * 60.0 - 1e-6))
+                k = min(k, len(times) - 1)
+                theta, std = history.theta[k], history.std[k]
+                if std is None:
+                    # no model yet (raw EMG: before the first session fit): the template
+                    print(f'{case:17s} {seed:4d} {mark:4.0f}  the template (no fit yet)',
+                          flush=True)
+                    continue
+                target = base.copy()
+                target[strengths] = base[strengths] * factor(times[k])
+                err = 100 * np.abs(theta - target) / np.abs(target)
+                inside = np.abs(theta - target) <= 2 * np.asarray(std)
+                sigma = 100 * np.asarray(std)[strengths] / np.abs(theta[strengths])
+                bound = bounds(times[k])
+                ratio = np.sqrt(np.mean((err[muscles] / bound[muscles]) ** 2))
+                model = params.apply(elbow.model, space, np.asarray(theta))
+                torque = (torque_error(model, run, session.t, times[k]),
+                          torque_error(elbow.model, run, session.t, times[k]))
+                print(f'{case:17s} {seed:4d} {mark:4.0f} {err[strengths].mean():15.2f} '
+                      f'{np.median(sigma):17.2f} {np.median(bound[strengths]):8.2f} '
+                      f'{inside[strengths].mean():15.2f} '
+                      f'{err[muscles].mean():13.2f} {inside[muscles].mean():15.2f} '
+                      f'{ratio:10.2f} {torque[0]:10.1f} ({torque[1]:5.1f}) '
+                      f'{sum(history.accepted):8d} {seconds:10.0f}', flush=True)
+            if err is None:
+                failed.append(f'{case} seed {seed}: no model at the last mark')
                 continue
-            target = base.copy()
-            target[strengths] = base[strengths] * factor(times[k])
-            err = 100 * np.abs(theta - target) / np.abs(target)
-            inside = np.abs(theta - target) <= 2 * np.asarray(std)
-            sigma = 100 * np.asarray(std)[strengths] / np.abs(theta[strengths])
-            bound = bounds(times[k])
-            ratio = np.sqrt(np.mean((err[muscles] / bound[muscles]) ** 2))
-            model = params.apply(elbow.model, space, np.asarray(theta))
-            torque = (torque_error(model, run, session.t, times[k]),
-                      torque_error(elbow.model, run, session.t, times[k]))
-            print(f'{case:17s} {mark:4.0f} {err[strengths].mean():15.2f} '
-                  f'{np.median(sigma):17.2f} {np.median(bound[strengths]):8.2f} '
-                  f'{inside[strengths].mean():15.2f} '
-                  f'{err[muscles].mean():13.2f} {inside[muscles].mean():15.2f} '
-                  f'{ratio:10.2f} {torque[0]:10.1f} ({torque[1]:5.1f}) '
-                  f'{sum(history.accepted):8d} {seconds:10.0f}', flush=True)
-        if err is None:
-            failed.append(f'{case}: no model at the last mark')
-            continue
-        end_err = err[strengths].mean()
-        if kind == 'envelope' and not end_err <= ENVELOPE_GOAL:
-            failed.append(f'{case}: strengths {end_err:.2f} % off at the end')
-        outside = int(np.sum(~inside[muscles]))
-        if outside > OUTSIDE_GOAL:
-            failed.append(f'{case}: {outside} of {int(np.sum(muscles))} muscle parameters '
-                          'beyond 2 sigma at the end')
-        if not tired and not ratio <= EFFICIENCY_GOAL:
-            failed.append(f'{case}: muscle error {ratio:.2f} Cramer-Rao 1-sigma at the end '
+            end_err = err[strengths].mean()
+            if kind == 'envelope' and not end_err <= ENVELOPE_GOAL:
+                failed.append(f'{case} seed {seed}: strengths {end_err:.2f} % off at the end')
+            outside = int(np.sum(~inside[muscles]))
+            if outside > OUTSIDE_GOAL:
+                failed.append(f'{case} seed {seed}: {outside} of {int(np.sum(muscles))} muscle '
+                              'parameters beyond 2 sigma at the end')
+            ratios.append(ratio)
+        pooled = float(np.sqrt(np.mean(np.square(ratios)))) if ratios else float('nan')
+        if args.seeds > 1:
+            print(f'{case:17s} muscle error at the end, RMS over {len(ratios)} sessions: '
+                  f'{pooled:.2f} Cramer-Rao 1-sigma', flush=True)
+        if not tired and not pooled <= EFFICIENCY_GOAL:
+            failed.append(f'{case}: muscle error {pooled:.2f} Cramer-Rao 1-sigma at the end '
                           f'(goal {EFFICIENCY_GOAL})')
     for line in failed:
         print('FAIL', line)

@@ -315,7 +315,7 @@ class OnlineIdentifier:
 
     def _absorb(self, win):
         """Add a chunk leaving the window to the carried belief (then widened by drift)."""
-        hess, grad, half, _, _ = self.problem.normal(self.z, win)
+        hess, grad, half, _, scores = self.problem.normal(self.z, win)
         scale = self._data_scale(half, win)
         info = None
         if self.envelope_noise is not None:
@@ -324,8 +324,10 @@ class OnlineIdentifier:
             info = self.problem.envelope_information(self.z, [win], self.envelope_noise)
             if info is not None:
                 scale *= posterior.cap(scale * hess, info)
+        # the chunk's score spread goes with it (scaled as a cost scaled by ``scale``): the
+        # belief's spread keeps the widening its residuals' correlation earned
         belief = posterior.widen(posterior.absorb(self.arrival, scale * hess, scale * grad,
-                                                  self.z),
+                                                  self.z, scale ** 2 * np.asarray(scores)),
                                  self.drift, self.fit_span * self.h)
         if not posterior.usable(belief):
             # a diverging or non-finite belief is rolled back, never used

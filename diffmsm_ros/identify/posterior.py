@@ -1,14 +1,25 @@
 """
 A Gaussian belief about the normalised parameters z, carried through a session.
 
-``Belief(mean, info)``: mean [P] and information matrix [P, P] (inverse covariance), both
-in the normalised space of ``params.ParamSpace``.  Pure functions move it along:
+``Belief(mean, info, spread)``: mean [P] and information matrix [P, P] (inverse
+covariance), both in the normalised space of ``params.ParamSpace``; ``spread`` (optional) is
+the covariance of the mean as an estimate, where it differs from ``info``'s inverse.  The
+information weights the belief against new data (the estimate); the spread says how far
+that mean may be off (the reported 1-sigma).  They differ when the data's residuals are
+correlated in time (a model mismatch, an envelope's error): Gauss-Newton information then
+overstates what the data carried, and ``absorb`` given the data's score spread (the
+sandwich's meat) carries the wider spread on, so that the 1-sigma of a long session stays
+honest after the newest data have been absorbed.  None means ``info``'s inverse.  Pure
+functions move it along:
 
 - ``template(size, prior_std)``: the template prior N(0, prior_std^2 I);
-- ``absorb(belief, hess, grad, z_lin)``: add data whose least-squares cost, linearised at
-  z_lin, is 0.5 |r + J (z - z_lin)|^2 (hess = J^T J, grad = J^T r at z_lin);
+- ``absorb(belief, hess, grad, z_lin, scores)``: add data whose least-squares cost,
+  linearised at z_lin, is 0.5 |r + J (z - z_lin)|^2 (hess = J^T J, grad = J^T r at z_lin;
+  ``scores`` their score spread, default hess: white residuals);
 - ``widen(belief, drift, seconds)``: a random walk of ``drift`` (normalised units per
-  square root of a minute, per parameter) over ``seconds``: P <- P + diag(drift^2) t;
+  square root of a minute, per parameter) over ``seconds``: P <- P + diag(drift^2) t
+  (the spread too);
+- ``spread(belief)``: the covariance of the mean as an estimate;
 - ``terms(belief, z)``: the prior's (hessian, gradient, cost) at z for a solver;
 - ``cap(hess, info)``: the factor that keeps data within the information ``info`` allows;
 - ``consistency(belief, hess, grad, z)``: how far new data pull from the belief, against
@@ -26,10 +37,11 @@ import numpy as np
 
 
 class Belief(typing.NamedTuple):
-    """N(mean, info^-1) in normalised units."""
+    """N(mean, info^-1) in normalised units; ``spread``: see the module text."""
 
     mean: np.ndarray
     info: np.ndarray
+    spread: typing.Optional[np.ndarray] = None
 
     @property
     def size(self):
@@ -52,6 +64,11 @@ def covariance(belief):
     return 0.5 * (cov + cov.T)
 
 
+def spread(belief):
+    """Covariance of the belief's mean as an estimate (``info``'s inverse unless carried)."""
+    return covariance(belief) if belief.spread is None else belief.spread
+
+
 def terms(belief, z):
     """(hessian, gradient, cost) of 0.5 (z - mean)^T info (z - mean) at z."""
     d = np.asarray(z, dtype=float) - belief.mean
@@ -59,14 +76,33 @@ def terms(belief, z):
     return belief.info, g, 0.5 * float(d @ g)
 
 
-def absorb(belief, hess, grad, z_lin):
-    """Return the belief with data added, linearised at z_lin (see the module text)."""
+def absorb(belief, hess, grad, z_lin, scores=None):
+    """
+    Return the belief with data added, linearised at z_lin (see the module text).
+
+    The mean is B (info m + hess z_lin - grad), B the inverse of info + hess; its spread
+    B (info V info + S) B, V the belief's spread and S the data's ``scores`` (their
+    sandwich meat, in hess's units) raised to at least hess (S + the positive part of
+    hess - S): residuals whiter than their noise claim no more than their information.
+    Without scores and a carried spread it is B.
+    """
     hess = np.asarray(hess, dtype=float)
     info = belief.info + hess
     info = 0.5 * (info + info.T)
     rhs = belief.info @ belief.mean + hess @ np.asarray(z_lin, dtype=float) - np.asarray(
         grad, dtype=float)
-    return Belief(np.linalg.solve(info, rhs), info)
+    mean = np.linalg.solve(info, rhs)
+    if scores is None and belief.spread is None:
+        return Belief(mean, info)
+    data = hess
+    if scores is not None:
+        scores = np.asarray(scores, dtype=float)
+        values, vectors = np.linalg.eigh(0.5 * (hess - scores + (hess - scores).T))
+        data = scores + (vectors * np.clip(values, 0.0, None)) @ vectors.T
+    meat = belief.info @ spread(belief) @ belief.info + data
+    bread = np.linalg.inv(info)
+    out = bread @ meat @ bread
+    return Belief(mean, info, 0.5 * (out + out.T))
 
 
 def widen(belief, drift, seconds):
@@ -74,9 +110,10 @@ def widen(belief, drift, seconds):
     drift = np.broadcast_to(np.asarray(drift, dtype=float), belief.mean.shape)
     if seconds <= 0 or not np.any(drift > 0):
         return belief
-    cov = covariance(belief) + np.diag(drift ** 2 * seconds / 60.0)
-    info = np.linalg.inv(cov)
-    return Belief(belief.mean, 0.5 * (info + info.T))
+    walk = np.diag(drift ** 2 * seconds / 60.0)
+    info = np.linalg.inv(covariance(belief) + walk)
+    carried = None if belief.spread is None else belief.spread + walk
+    return Belief(belief.mean, 0.5 * (info + info.T), carried)
 
 
 def conditional(belief, idx, z):
@@ -170,12 +207,15 @@ def let_go(belief, check):
     alpha = 1.0 / target - 1.0 / s                 # the covariance's gain along v
     pv = belief.info @ v
     info = belief.info - alpha * np.outer(pv, pv) / (1.0 + alpha * s)
-    return Belief(belief.mean, 0.5 * (info + info.T))
+    carried = None if belief.spread is None else belief.spread + alpha * np.outer(v, v)
+    return Belief(belief.mean, 0.5 * (info + info.T), carried)
 
 
 def usable(belief):
     """Whether the belief is finite with a positive definite information matrix."""
     if not (np.all(np.isfinite(belief.mean)) and np.all(np.isfinite(belief.info))):
+        return False
+    if belief.spread is not None and not np.all(np.isfinite(belief.spread)):
         return False
     try:
         np.linalg.cholesky(belief.info)

@@ -133,7 +133,9 @@ class Problem:
                                        jacobian=self._theta_jacobian(zz), scale=self._scale(zz),
                                        scores=scores, input_info=input_info,
                                        prior_info=None if prior is None else
-                                       self.belief(prior).info, walk=walk)
+                                       self.belief(prior).info, walk=walk,
+                                       prior_spread=None if prior is None else
+                                       self.belief(prior).spread)
         if self.config.excitation_noise > 0 and input_info is None:
             analysis.warnings.append(EXCITATION_NOISE_WARNING)
         return analysis

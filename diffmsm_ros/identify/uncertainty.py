@@ -93,24 +93,26 @@ def _combination(vec, labels, top=4):
     return text, terms
 
 
-def sandwich_widening(hess, scores, prior, cov):
+def sandwich_widening(cov, meat):
     """
     Factor (>= 1) per parameter that widens the Gauss-Newton 1-sigma to the sandwich one.
 
-    The sandwich covariance B S B (B the inverse Hessian of the objective, data and prior,
-    S the spread of the blocks' scores) does not assume white residuals: when they are
-    correlated in time, as an EMG envelope's error makes them, or a model mismatch does,
-    it is wider than the Gauss-Newton one, which then understates the uncertainty.
+    ``cov`` is the Gauss-Newton covariance (the inverse of the data's and the prior's
+    information), ``meat`` the spread of the scores in the same units: the data blocks'
+    and the prior's.  The sandwich covariance cov meat cov does not assume white
+    residuals: when they are correlated in time, as an EMG envelope's error makes them, or
+    a model mismatch does, it is wider than the Gauss-Newton one, which then understates
+    the uncertainty.
     """
-    bread = np.linalg.inv(hess + prior)
-    wide = np.diag(bread @ np.asarray(scores, dtype=float) @ bread)
+    wide = np.diag(cov @ np.asarray(meat, dtype=float) @ cov)
     narrow = np.clip(np.diag(cov), 1e-300, None)
     return np.sqrt(np.maximum(1.0, np.clip(wide, 0, None) / narrow))
 
 
 def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
             weak_threshold=0.05, scale_threshold=0.05, jacobian=None, scale=None,
-            scores=None, widen_warning=2.0, input_info=None, prior_info=None, walk=None):
+            scores=None, widen_warning=2.0, input_info=None, prior_info=None, walk=None,
+            prior_spread=None):
     """
     Uncertainties and weak directions at z from the data normal equations J^T J.
 
@@ -125,8 +127,12 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     the information carried from earlier data and the template prior (a
     ``posterior.Belief``'s); without it the prior is the template's, N(0, prior_std^2).
     Carried information is scaled by the residual variance as J^T J is, when that is
-    above 1.  With a ``walk`` (a declared drift) each 1-sigma is about the parameters'
-    value at the end of the data, not their mean over it: the walk's spread is added.
+    above 1.  ``prior_spread`` is the carried mean's covariance as an estimate (a
+    ``Belief``'s spread; default the inverse of ``prior_info``): the prior's part of the
+    sandwich's meat, so that what earlier data carried counts with the widening their
+    residuals earned (scaled as ``prior_info`` is).  With a ``walk`` (a declared drift)
+    each 1-sigma is about the parameters' value at the end of the data, not their mean
+    over it: the walk's spread is added.
     """
     hess = np.asarray(hess, dtype=float)
     p = hess.shape[0]
@@ -137,7 +143,12 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     else:
         prior = np.asarray(prior_info, dtype=float) / max(s2, 1.0)
     cov = np.linalg.inv(info + prior)
-    widen = np.ones(p) if scores is None else sandwich_widening(hess, scores, prior, cov)
+    if scores is None:
+        widen = np.ones(p)
+    else:
+        prior_meat = prior if prior_spread is None else \
+            prior @ (np.asarray(prior_spread, dtype=float) * max(s2, 1.0)) @ prior
+        widen = sandwich_widening(cov, np.asarray(scores, dtype=float) / s2 ** 2 + prior_meat)
     envelope = np.ones(p)
     if input_info is not None:
         input_info = np.asarray(input_info, dtype=float)

@@ -288,7 +288,7 @@ def test_block_scores_give_an_honest_spread_under_correlated_residuals():
         g = (x * r[:, None]).reshape(-1, block * rows, 2).sum(axis=1)
         prior = np.eye(2) * 1e-12
         cov = np.linalg.inv(hess / s2 + prior)
-        widen = uncertainty.sandwich_widening(hess, g.T @ g, prior, cov)
+        widen = uncertainty.sandwich_widening(cov, g.T @ g / s2 ** 2 + prior)
         narrow.append(np.sqrt(np.diag(cov)))
         wide.append(widen * np.sqrt(np.diag(cov)))
     spread = np.std(estimates, axis=0)

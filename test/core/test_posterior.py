@@ -242,3 +242,68 @@ def test_walk_covariance_is_the_spread_a_drift_adds_about_the_newest_value(seed)
     np.testing.assert_allclose(np.diag(observed), np.diag(predicted), rtol=0.15)
     # the noise's covariance alone is far too narrow for the walking coordinate
     assert observed[0, 0] > 3.0 * bread[0, 0]
+
+
+def _ar1(rng, n, phi):
+    """Residuals correlated in time: an AR(1) series of unit innovations."""
+    e = rng.normal(size=n)
+    out = np.empty(n)
+    out[0] = e[0] / np.sqrt(1.0 - phi ** 2)
+    for k in range(1, n):
+        out[k] = phi * out[k - 1] + e[k]
+    return out
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_spread_carried_through_absorbed_chunks_is_the_estimates_spread(seed):
+    # residuals correlated in time, absorbed chunk after chunk with their score spread
+    # (blocks of 50 rows): across many sessions the final mean scatters as the carried
+    # spread says, while the Gauss-Newton covariance (the information's inverse) is far
+    # too narrow, and an absorb without scores keeps that narrow one
+    rng = np.random.default_rng(seed)
+    size, n_chunks, rows, block = 2, 8, 400, 50
+    t = np.arange(n_chunks * rows) / rows
+    x = np.stack([np.ones_like(t), np.sin(2 * np.pi * t)], axis=1)
+    truth = np.array([1.0, 0.5])
+    means, spreads, narrow = [], [], []
+    for _ in range(300):
+        y = x @ truth + _ar1(rng, t.size, 0.9)
+        belief = plain = posterior.template(size, 100.0)
+        for c in range(n_chunks):
+            a, b = x[c * rows:(c + 1) * rows], y[c * rows:(c + 1) * rows]
+            z_lin = belief.mean
+            grad = a.T @ (a @ z_lin - b)
+            g = (a * (a @ z_lin - b)[:, None]).reshape(-1, block, size).sum(axis=1)
+            belief = posterior.absorb(belief, a.T @ a, grad, z_lin, g.T @ g)
+            plain = posterior.absorb(plain, a.T @ a, a.T @ (a @ plain.mean - b), plain.mean)
+        np.testing.assert_allclose(belief.mean, plain.mean, rtol=1e-9, atol=1e-12)
+        assert plain.spread is None
+        means.append(belief.mean)
+        spreads.append(np.sqrt(np.diag(posterior.spread(belief))))
+        narrow.append(belief.std())
+    scatter = np.std(means, axis=0)
+    np.testing.assert_allclose(np.mean(spreads, axis=0), scatter, rtol=0.25)
+    assert np.all(np.mean(narrow, axis=0) < 0.4 * scatter)
+
+
+def test_white_data_do_not_narrow_the_spread_and_drift_widens_it():
+    # scores below the information (residuals whiter than claimed) leave the Gauss-Newton
+    # spread; a walk adds to the carried spread as to the covariance; a let-go widens both
+    belief = posterior.template(2, 1.0)
+    hess = np.diag([100.0, 50.0])
+    whiter = posterior.absorb(belief, hess, np.zeros(2), np.zeros(2), 0.1 * hess)
+    np.testing.assert_allclose(posterior.spread(whiter), posterior.covariance(whiter),
+                               rtol=1e-12)
+    wider = posterior.absorb(belief, hess, np.zeros(2), np.zeros(2), 4.0 * hess)
+    walked = posterior.widen(wider, np.array([0.1, 0.0]), 60.0)
+    np.testing.assert_allclose(posterior.spread(walked) - posterior.spread(wider),
+                               np.diag([0.01, 0.0]), atol=1e-15)
+    # data that put the first coordinate 1 away, where the belief allows about 0.1
+    check = posterior.consistency(walked, hess, hess @ (walked.mean - [1.0, 0.0]),
+                                  walked.mean)
+    assert check.disagrees()
+    loose = posterior.let_go(walked, check)
+    gain = posterior.covariance(loose) - posterior.covariance(walked)
+    np.testing.assert_allclose(posterior.spread(loose) - posterior.spread(walked), gain,
+                               atol=1e-12)
+    assert gain[0, 0] > 0
