@@ -6,8 +6,9 @@ exoskeleton in MuJoCo for ``--minutes``.  With fatigue every muscle loses ``--fa
 its strength by the end (a saturating course, ``mujoco_sim.fatigue``).  EMG is the
 envelope, or raw EMG at 2 kHz synthesised from the excitations and filtered as the node
 filters it.  The recording is replayed through the node's identifier (memory on, the
-declared drift) as fast as the machine allows, one update per chunk, from the template;
-with raw EMG the session fits (``identify/session_fit.py``) run when due, as in the node.
+declared drift; none in the ``+nodrift`` cases) as fast as the machine allows, one update
+per chunk, from the template; with raw EMG the session fits (``identify/session_fit.py``)
+run when due, as in the node.
 
 At 1, 2, 5, 10 and 15 min (those within the session) the table gives, against the truth
 at that time: the mean error of the six strengths, their median reported 1-sigma, the
@@ -23,13 +24,16 @@ EMG.  With fatigue it is the bound for parameters that stand still, a reference 
 
 Goals (exit 1 if one is missed): with envelope EMG the strengths end within 2 % on average,
 fatigued or not; in every case at most one of the 18 muscle parameters ends beyond 2
-sigma of the truth (about 95 % within: the reported 1-sigma is honest); without fatigue
-the muscle parameters' RMS error ends within 1.3 bounds (RMS over the sessions with
-``--seeds``; one session's 18 parameters scatter by about 0.17 around 1 for an efficient
-estimator).
+sigma of the truth (about 95 % within: the reported 1-sigma is honest); where nothing
+drifts and no drift is declared (``+nodrift``) the muscle parameters' RMS error ends within
+1.3 bounds, RMS over at least three sessions (seeds 3, 4, 5; one session's 18 parameters
+scatter by about 0.17 around 1 for an efficient estimator).  With a drift declared the
+belief forgets on purpose, so its error in bounds of parameters that stand still is
+printed, not judged.
 
     python bench/session.py [--minutes 15] [--fatigue 0.2] [--seeds 1]
-                            [--cases envelope raw envelope+fatigue raw+fatigue]
+                            [--cases envelope envelope+fatigue envelope+nodrift raw
+                                     raw+fatigue]
                             [--set PARAMETER=VALUE ...]
 """
 
@@ -46,6 +50,7 @@ ENVELOPE_GOAL = 2.0                   # % mean strength error at the end, envelo
 OUTSIDE_GOAL = 1                      # most muscle parameters beyond 2 sigma at the end
 EFFICIENCY_GOAL = 1.3                 # RMS muscle error in Cramer-Rao 1-sigma, at the end
 FIRST_SEED = 3                        # the sessions' seeds: 3, 4, ... (``--seeds``)
+EFFICIENCY_SEEDS = 3                  # sessions at least where efficiency is judged
 
 
 def main():
@@ -54,11 +59,11 @@ def main():
     parser.add_argument('--fatigue', type=float, default=0.2,
                         help='share of strength lost by the end in the fatigue cases')
     parser.add_argument('--cases', nargs='+',
-                        default=['envelope', 'envelope+fatigue', 'raw', 'raw+fatigue'])
+                        default=['envelope', 'envelope+fatigue', 'envelope+nodrift', 'raw',
+                                 'raw+fatigue'])
     parser.add_argument('--seeds', type=int, default=1,
-                        help='sessions per case, seeds 3, 4, ...: the efficiency goal is '
-                        'judged on their RMS (one session of 18 parameters scatters by '
-                        'about 0.17 around 1 for an efficient estimator)')
+                        help='sessions per case, seeds 3, 4, ... (at least 3 where '
+                        'efficiency is judged, on their RMS)')
     parser.add_argument('--set', nargs='*', default=[], metavar='PARAMETER=VALUE',
                         help='node parameters for the identifier, e.g. '
                         'identification.memory=false identification.drift.strength=0')
@@ -91,9 +96,11 @@ def main():
           'within 2 sigma  muscle err %  within 2 sigma  err/bound  torque % (template)  '
           'updates  compute s')
     for case in args.cases:
-        kind, _, tired = case.partition('+')
-        ratios = []
-        for seed in range(FIRST_SEED, FIRST_SEED + args.seeds):
+        kind, *modifiers = case.split('+')
+        tired, still = 'fatigue' in modifiers, 'nodrift' in modifiers
+        drifts, ratios = [], []
+        count = max(args.seeds, EFFICIENCY_SEEDS) if still and not tired else args.seeds
+        for seed in range(FIRST_SEED, FIRST_SEED + count):
             drops = np.full(elbow.model.n_muscles, args.fatigue if tired else 0.0)
             factor = mujoco_sim.fatigue(duration, drops)
             session, run = mujoco_sim.simulate_session(
@@ -106,6 +113,10 @@ def main():
             if unknown:
                 sys.exit(f'--set: unknown parameters {sorted(unknown)}')
             values.update(overrides)
+            if still:
+                values.update({k: 0.0 for k in values if k.startswith('identification.drift.')})
+            drifts.append(max(v for k, v in values.items()
+                              if k.startswith('identification.drift.')))
             if kind == 'raw':
                 mvc = raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)
                 values.update({'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
@@ -171,10 +182,12 @@ def main():
                               'parameters beyond 2 sigma at the end')
             ratios.append(ratio)
         pooled = float(np.sqrt(np.mean(np.square(ratios)))) if ratios else float('nan')
-        if args.seeds > 1:
+        if count > 1:
             print(f'{case:17s} muscle error at the end, RMS over {len(ratios)} sessions: '
                   f'{pooled:.2f} Cramer-Rao 1-sigma', flush=True)
-        if not tired and not pooled <= EFFICIENCY_GOAL:
+        # efficiency is a goal where nothing drifts and none is declared: with a drift the
+        # belief forgets on purpose (it tracks instead of converging to the batch fit)
+        if not tired and max(drifts, default=0.0) == 0.0 and not pooled <= EFFICIENCY_GOAL:
             failed.append(f'{case}: muscle error {pooled:.2f} Cramer-Rao 1-sigma at the end '
                           f'(goal {EFFICIENCY_GOAL})')
     for line in failed:

@@ -70,6 +70,7 @@ class SessionJob:
     windows: list
     density: object             # envelope noise S0 per muscle (1/Hz)
     lowpass: float              # envelope low-pass (Hz)
+    tracked: typing.Optional[np.ndarray] = None     # z of the tracked model when it started
 
 
 class OnlineIdentifier:
@@ -419,7 +420,8 @@ class OnlineIdentifier:
             return None
         chunks, windows = self.archive.start()
         return SessionJob(chunks, chunks * self.archive.span, windows,
-                          np.array(self.envelope_noise, dtype=float), float(self.lowpass))
+                          np.array(self.envelope_noise, dtype=float), float(self.lowpass),
+                          None if self.tracker is None else self.z.copy())
 
     def run_session_job(self, job):
         """
@@ -447,7 +449,9 @@ class OnlineIdentifier:
         Safe: on the data that arrived while it ran (held out from it; the newest hold-out
         window too if fewer than ``session_fit.HELD_OUT`` chunks came), its shooting error
         is no worse than the template's, nor than the tracked model's once a tracker
-        carries the session.  Adopted, it is the model and its analysis (with the
+        carries the session: the tracked model as it was when the fit started, which had
+        not seen those data either (the tracker has taken them in since, so the model now
+        would be judged on its own data).  Adopted, it is the model and its analysis (with the
         envelope's information) gives the 1-sigma values; with memory the tracker starts
         from it, and the chunks it did not see are tracked next (``track``).
         """
@@ -465,15 +469,8 @@ class OnlineIdentifier:
         result = UpdateResult(False, '', data_time=data_time, session_seconds=job.seconds)
         result.reason = self._validity(z)
         if not result.reason and held:
-            result.holdout_before = self.problem.cost(np.zeros_like(z), held)
-            result.holdout_after = self.problem.cost(z, held)
-            if not result.holdout_after <= result.holdout_before:
-                result.reason = ('the session fit fits the newest data worse than the '
-                                 'template')
-            elif self.tracker is not None and result.holdout_after > self.problem.cost(
-                    self.z, held):
-                result.reason = ('the session fit fits the newest data worse than the '
-                                 'tracked model')
+            result.reason, result.holdout_before, result.holdout_after = \
+                self.session_refusal(job, z, held)
         if result.reason:
             self.rejected += 1
             result = self._done(result, started)
@@ -493,6 +490,21 @@ class OnlineIdentifier:
         result = self._done(result, started)
         result.seconds += seconds
         return result
+
+    def session_refusal(self, job, z, held):
+        """
+        Return (why the session fit z is not safe or '', template's and z's cost on ``held``).
+
+        See ``adopt_session``: no worse than the template on the held-out data, nor than
+        the tracked model when the fit started (``job.tracked``).
+        """
+        before, after = self.problem.cost(np.zeros_like(z), held), self.problem.cost(z, held)
+        if not after <= before:
+            return 'the session fit fits the newest data worse than the template', before, after
+        if job.tracked is not None and after > self.problem.cost(job.tracked, held):
+            return ('the session fit fits the newest data worse than the tracked model',
+                    before, after)
+        return '', before, after
 
     def _start_tracker(self, job, fitted):
         """
