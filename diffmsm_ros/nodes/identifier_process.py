@@ -3,10 +3,11 @@ The online identifier in a child process, so that it never holds the torque path
 
 The node hands over encoder samples and excitations (``put_*``: appended to a batch, sent
 every ``FLUSH_PERIOD`` s of wall time, never blocking) and commands (``command``), in the
-messages of ``identifier_messages``; the child runs an IdentifierWorker
-(its own update thread) and sends back every update result, the accepted models (numpy
-pytree and YAML text) and counters.  Queues are bounded: if the child falls behind, the
-oldest batches are dropped and counted.
+messages of ``identifier_messages``; the child runs an IdentifierWorker whose thread reads
+that one bounded queue itself, and sends back every update result, the accepted models
+(numpy pytree and YAML text) and counters.  If the child falls behind so far that the
+queue is full (``MAX_BATCHES``, about 40 s of data), a batch that does not fit is dropped
+and counted.
 
 The child starts (and compiles) when identification is first enabled: at start-up, where
 the node waits for it, or later (``command(Enable(True))``), when it compiles in the
@@ -33,6 +34,7 @@ FLUSH_PERIOD = 0.02     # s between batches sent to the child
 MAX_BATCHES = 2000      # batches waiting for the child (about 40 s of data)
 CHILD_NICENESS = 10      # scheduling priority of the identifier below the torque path
 READY_TIMEOUT = 900.0   # s for the child to compile
+STATS_PERIOD = 0.5      # s between the child's counters sent to the node
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,7 +101,9 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
         def log(text):
             outbox.put(Log(text))
 
-        worker = IdentifierWorker(template, config, on_result, on_model, log, lowpass)
+        # the worker reads the node's queue itself: one bounded queue from node to identifier
+        worker = IdentifierWorker(template, config, on_result, on_model, log, lowpass,
+                                  inbox=inbox)
 
         def worker_stats():
             ident = worker.ident
@@ -121,21 +125,12 @@ def _child(template_spec, config, inbox, outbox, lowpass=None):
         _release_free_memory()
         worker.start()
         outbox.put(Ready(worker_stats()))
-        last_stats = time.monotonic()
-        while True:
-            try:
-                batch = inbox.get(timeout=0.5)
-            except queue.Empty:
-                batch = []
-            for message in batch:
-                if isinstance(message, Stop):
-                    worker.stop()
-                    outbox.put(Stopped())
-                    return
-                worker.take(message)
-            if time.monotonic() - last_stats > 0.5:
-                last_stats = time.monotonic()
-                outbox.put(Stats(worker_stats()))
+        # until ``Stop`` (which the worker carries out in its turn) or the parent is gone
+        while worker.thread.is_alive():
+            worker.thread.join(STATS_PERIOD)
+            outbox.put(Stats(worker_stats()))
+        worker.stop()               # a session fit still running finishes first
+        outbox.put(Stopped())
     except Exception:  # noqa: B902 - report anything to the parent, then end
         outbox.put(Failed(traceback.format_exc()))
 

@@ -1,12 +1,15 @@
 """
-The online identifier on its own thread, fed through a bounded queue.
+The online identifier on its own thread, fed through one bounded queue.
 
-The torque path hands over encoder samples and excitations (``put_*``, never blocking);
-the worker moves them into the OnlineIdentifier, runs an update every ``period`` seconds of
-data and reports each result to ``on_result`` (and each accepted model, as the
-``SubjectFile`` it is published as, to ``on_model``).  The queue has a fixed size: if the
-identifier falls behind, the oldest items are dropped and counted, so memory stays bounded
-whatever the input rate.
+The worker's owner hands it lists of ``identifier_messages`` (data and commands, in the
+order they were sent) through one bounded queue, ``inbox``: in the identifier process the
+queue the node fills (``IdentifierProcess``), elsewhere one of its own that ``take`` and
+``put_*`` fill from any thread, never blocking.  The worker thread takes every batch that
+waits, moves the data into the OnlineIdentifier and carries out the commands in order, runs
+an update every ``period`` seconds of data and reports each result to ``on_result`` (and
+each accepted model, as the ``SubjectFile`` it is published as, to ``on_model``).  When the
+queue is full the batch that does not fit is dropped and counted by whoever put it, so
+memory stays bounded whatever the input rate: one queue, not one per hand-over.
 
 Raw EMG (``lowpass`` given): a session fit (``identify/session_fit.py``) runs on a thread
 of its own when one is due, over the session archived so far, while this thread goes on
@@ -15,41 +18,44 @@ and with memory, after the first one, the tracker moves it chunk by chunk
 (``identify/tracking.py``) as the chunks are archived.
 """
 
-import collections
 import dataclasses
+import queue
 import threading
 import time
 import traceback
 
 from diffmsm_ros.identify.online import OnlineIdentifier
 from diffmsm_ros.nodes.identifier_messages import (
-    Enable, Encoders, Excitations, Iterations, Period, Reset)
+    Enable, Encoders, Excitations, Iterations, Period, Reset, Stop)
+import numpy as np
 
-QUEUE_ITEMS = 20000     # encoder samples + EMG chunks waiting for the worker
-ARCHIVE_EVERY = 1000    # items taken in between archiving (raw EMG's session fits)
+QUEUE_BATCHES = 20000   # batches waiting in a queue of the worker's own
+ARCHIVE_EVERY = 1000    # samples taken in between archiving (raw EMG's session fits)
+TAKE_AT_ONCE = 500      # batches taken before the updates get their turn (10 s of data)
+POLL = 0.05             # s between looks at a running session fit while no data come
 
 
 class IdentifierWorker:
     """Thread owning an OnlineIdentifier (see the module docstring)."""
 
     def __init__(self, template, config, on_result=None, on_model=None, log=None,
-                 lowpass=None):
+                 lowpass=None, inbox=None):
+        """``inbox``: the queue of message lists to read (default: one of its own)."""
         self.ident = OnlineIdentifier(template, config, lowpass=lowpass)
         self.period = config.period
         self.on_result = on_result
         self.on_model = on_model
         self.log = log or (lambda text: None)
-        self.queue = collections.deque(maxlen=QUEUE_ITEMS)
-        self.dropped = 0
+        self.inbox = queue.Queue(QUEUE_BATCHES) if inbox is None else inbox
+        self.dropped = 0                # batches that did not fit (``take``)
         self.updates = 0
         self.last_seconds = float('nan')
         self.errors = 0
-        self._wake = threading.Event()
         self._stop = threading.Event()
-        self._commands = collections.deque()
         self._lock = threading.Lock()
         self._next_update = None
         self._newest = None
+        self._taken = 0                 # samples taken since the last archiving
         self._updating = False          # an update (or tracking) runs on the worker thread
         self._session = None            # the session fit's thread, while one runs
         self._session_result = None     # (generation, job, z or None, seconds)
@@ -68,48 +74,28 @@ class IdentifierWorker:
     def stop(self, timeout=10.0):
         """Stop the worker thread, and wait for a running session fit, ``timeout`` s each."""
         self._stop.set()
-        self._wake.set()
-        if self.thread.is_alive():
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout)
         session = self._session
         if session is not None and session.is_alive():
             # a session fit still in compiled code when the interpreter exits aborts it
             session.join(timeout)
 
-    def _put(self, item):
-        if len(self.queue) == self.queue.maxlen:
+    def take(self, message):
+        """Queue a message of ``identifier_messages`` (any thread; counted if it does not fit)."""
+        try:
+            self.inbox.put_nowait([message])
+        except queue.Full:
             self.dropped += 1
-        self.queue.append(item)
 
     def put_encoders(self, t, q, qd, tau):
-        self._put(('enc', t, q, qd, tau))
-        self._wake.set()
+        """Queue one encoder sample (t s, q rad, qd rad/s or None, tau N m)."""
+        self.take(Encoders(Encoders.row(t, q, qd, tau)[None, :]))
 
     def put_excitations(self, t, u, envelope_noise=None):
-        """Excitations at times t; ``envelope_noise``: raw EMG's S0 per muscle, if measured."""
-        self._put(('emg', t, u, envelope_noise))
-
-    def take(self, message):
-        """
-        Take a message of ``identifier_messages``: data, or a command (from any thread).
-
-        ``Reset`` (back to the template, data cleared) and ``Iterations`` are done on the
-        worker thread, in order; ``Enable`` and ``Period`` at once.
-        """
-        if isinstance(message, Encoders):
-            for sample in message.samples():
-                self.put_encoders(*sample)
-        elif isinstance(message, Excitations):
-            self.put_excitations(message.times, message.values, message.noise)
-        elif isinstance(message, Enable):
-            self.ident.enabled = bool(message.enabled)
-        elif isinstance(message, Period):
-            self.period = float(message.seconds)
-        elif isinstance(message, (Reset, Iterations)):
-            self._commands.append(message)
-            self._wake.set()
-        else:
-            raise TypeError(f'the identifier does not take {message!r}')
+        """Queue excitations u [S, nm] at times t [S] (s); raw EMG's S0 per muscle, if any."""
+        rows = np.column_stack([np.asarray(t, dtype=float), np.asarray(u, dtype=float)])
+        self.take(Excitations(rows, envelope_noise))
 
     def current_file(self):
         """Return the last accepted model as a SubjectFile (thread-safe)."""
@@ -119,46 +105,79 @@ class IdentifierWorker:
     # ------------------------------------------------------------------ worker thread
     def _run(self):
         while not self._stop.is_set():
-            self._wake.wait(0.05)
-            self._wake.clear()
             try:
-                self._step()
+                batches = self._waiting()
+            except (EOFError, OSError):      # the queue's other end is gone
+                return
+            try:
+                resets = self.ident.resets
+                for batch in batches:
+                    for message in batch:
+                        self._handle(message)
+                if self.ident.resets != resets:       # the buffers started afresh
+                    self._next_update = None
+                if not self._stop.is_set():
+                    self._step()
             except Exception as err:  # noqa: B902 - the worker must survive a bad update
                 self.errors += 1
                 self.log(f'identifier error: {err!r}\n{traceback.format_exc(limit=3)}')
                 with self._lock:
                     self.ident.z = self.ident.good_z.copy()
 
-    def _step(self):
-        while self._commands:
-            cmd = self._commands.popleft()
+    def _waiting(self):
+        """Return the batches waiting (up to ``TAKE_AT_ONCE``), after up to ``POLL`` s."""
+        try:
+            batches = [self.inbox.get(timeout=POLL)]
+        except queue.Empty:
+            return []
+        while len(batches) < TAKE_AT_ONCE:
+            try:
+                batches.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batches
+
+    def _handle(self, message):
+        """Carry out one message: data into the identifier, or a command, in order."""
+        ident = self.ident
+        if isinstance(message, Encoders):
+            for sample in message.samples():
+                ident.add_encoders(*sample)
+                self._newest = sample[0]
+                self._archive_now_and_then()
+        elif isinstance(message, Excitations):
+            ident.add_excitations(message.times, message.values)
+            if message.noise is not None:
+                ident.envelope_noise = message.noise
+            self._archive_now_and_then()
+        elif isinstance(message, Enable):
+            ident.enabled = bool(message.enabled)
+        elif isinstance(message, Period):
+            self.period = float(message.seconds)
+        elif isinstance(message, Iterations):
             with self._lock:
-                if isinstance(cmd, Reset):
-                    self._generation += 1
-                    self.queue.clear()
-                    self.ident.reset()
-                    self._next_update = None
-                    self._newest = None
-                else:
-                    self.ident.config = dataclasses.replace(self.ident.config,
-                                                            iterations=cmd.count)
-        resets = self.ident.resets
-        taken = 0
-        while self.queue:
-            item = self.queue.popleft()
-            taken += 1
-            if taken % ARCHIVE_EVERY == 0:
-                # a backlog (after a long update) may be longer than the buffers hold
-                self.ident.archive_new()
-            if item[0] == 'enc':
-                self.ident.add_encoders(*item[1:])
-                self._newest = item[1]
-            else:
-                self.ident.add_excitations(item[1], item[2])
-                if item[3] is not None:
-                    self.ident.envelope_noise = item[3]
-        if self.ident.resets != resets:
-            self._next_update = None
+                ident.config = dataclasses.replace(ident.config, iterations=message.count)
+        elif isinstance(message, Reset):
+            with self._lock:
+                self._generation += 1
+                ident.reset()
+                self._next_update = None
+                self._newest = None
+        elif isinstance(message, Stop):
+            self._stop.set()
+        else:
+            self.errors += 1
+            self.log(f'the identifier does not take {message!r}')
+
+    def _archive_now_and_then(self):
+        """Archive every ``ARCHIVE_EVERY`` items: a backlog may be longer than the buffers."""
+        self._taken += 1
+        if self._taken >= ARCHIVE_EVERY:
+            self._taken = 0
+            self.ident.archive_new()
+
+    def _step(self):
+        """After the data taken: archive, session fits, and an update when one is due."""
         if self._newest is None:
             return
         self.ident.archive_new()        # raw EMG: every chunk, also while a session fit runs
@@ -220,7 +239,6 @@ class IdentifierWorker:
             self.errors += 1
             self.log(f'session fit error: {err!r}\n{traceback.format_exc(limit=3)}')
         self._session_result = (generation, job, z, time.perf_counter() - started)
-        self._wake.set()
 
     def _report(self, result):
         self.updates += 1

@@ -69,8 +69,8 @@ def put(w, session, start, end):
     jt = recording.joint_t
     for lo in np.arange(start, end, BLOCK):
         hi = min(lo + BLOCK, end)
-        if len(w.queue) >= QUEUE:
-            wait_until(lambda: len(w.queue) < QUEUE // 2)
+        if w.inbox.qsize() >= QUEUE:
+            wait_until(lambda: w.inbox.qsize() < QUEUE // 2)
         for k in np.flatnonzero((jt >= lo) & (jt < hi)):
             w.put_encoders(jt[k], recording.position[k], recording.velocity[k],
                            recording.effort[k])
@@ -114,7 +114,7 @@ def test_a_session_fit_runs_beside_the_data_and_is_reported(worker, session):
     assert published.model.name == w.ident.template.model.name
     assert w.ident.session_fits == 1 and w.updates == len(got['results'])
     # what came while it ran was taken in and archived, nothing dropped
-    wait_until(lambda: not w.queue and w.ident.archive.seconds >= DURATION - 6.0, 30.0)
+    wait_until(lambda: w.inbox.empty() and w.ident.archive.seconds >= DURATION - 6.0, 30.0)
     assert w.ident.archive_lost == 0 and w.dropped == 0 and not got['logs']
 
 
