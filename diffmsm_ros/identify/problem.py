@@ -128,14 +128,14 @@ class Problem:
             input_info = self.envelope_information(zz, wins, envelope_noise)
         if input_info is not None and carried_envelope is not None:
             input_info = input_info + carried_envelope
+        carried = None if prior is None else self.belief(prior)
         analysis = uncertainty.analyse(self.space, z, hess, half_cost, count,
                                        self.config.prior_std, external_torque=external_torque,
                                        jacobian=self._theta_jacobian(zz), scale=self._scale(zz),
                                        scores=scores, input_info=input_info,
-                                       prior_info=None if prior is None else
-                                       self.belief(prior).info, walk=walk,
-                                       prior_spread=None if prior is None else
-                                       self.belief(prior).spread)
+                                       prior_info=None if carried is None else carried.info,
+                                       walk=walk, prior_spread=None if carried is None else
+                                       carried.spread)
         if self.config.excitation_noise > 0 and input_info is None:
             analysis.warnings.append(EXCITATION_NOISE_WARNING)
         return analysis

@@ -53,6 +53,11 @@ class Excitations:
     rows: np.ndarray
     noise: typing.Optional[np.ndarray] = None
 
+    @staticmethod
+    def rows_of(t, u):
+        """Return the rows of excitations u [S, nm] at times t [S] (s)."""
+        return np.column_stack([np.asarray(t, dtype=float), np.asarray(u, dtype=float)])
+
     @property
     def times(self):
         return self.rows[:, 0]

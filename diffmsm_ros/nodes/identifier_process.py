@@ -257,7 +257,7 @@ class IdentifierProcess:
 
     def put_excitations(self, t, u, envelope_noise=None):
         """Excitations u [S, nm] at times t [S] (s); raw EMG's noise density, if measured."""
-        rows = np.column_stack([np.asarray(t, dtype=float), np.asarray(u, dtype=float)])
+        rows = Excitations.rows_of(t, u)
         with self._lock:
             self._excitations.append(rows)
             if envelope_noise is not None:

@@ -27,7 +27,6 @@ import traceback
 from diffmsm_ros.identify.online import OnlineIdentifier
 from diffmsm_ros.nodes.identifier_messages import (
     Enable, Encoders, Excitations, Iterations, Period, Reset, Stop)
-import numpy as np
 
 QUEUE_BATCHES = 20000   # batches waiting in a queue of the worker's own
 ARCHIVE_EVERY = 1000    # samples taken in between archiving (raw EMG's session fits)
@@ -94,7 +93,7 @@ class IdentifierWorker:
 
     def put_excitations(self, t, u, envelope_noise=None):
         """Queue excitations u [S, nm] at times t [S] (s); raw EMG's S0 per muscle, if any."""
-        rows = np.column_stack([np.asarray(t, dtype=float), np.asarray(u, dtype=float)])
+        rows = Excitations.rows_of(t, u)
         self.take(Excitations(rows, envelope_noise))
 
     def current_file(self):
