@@ -24,6 +24,7 @@ FIRST = 120.0           # s of session data before the first session fit
 GROWTH = 1.5            # the session's data grow this much before the next one
 ARCHIVE_WINDOWS = 160   # windows kept (with the default 4.5 s chunk: 12 min of data)
 HELD_OUT = 2            # fewest windows of held-out data a session fit is checked on
+TRACKED_MARGIN = 1.05   # a later one may fit them this much worse than the tracked model
 
 
 @dataclasses.dataclass
@@ -60,9 +61,9 @@ class SessionArchive:
         return self.seconds >= max(FIRST, GROWTH * self.last_fit)
 
     def start(self):
-        """Mark a session fit started; return (chunks seen, the windows it fits)."""
+        """Mark a session fit started; return (chunks seen, the (chunk, window)s it fits)."""
         self.last_fit = self.seconds
-        return self.chunks, self.windows
+        return self.chunks, list(self.entries)
 
     def since(self, count):
         """Return the windows of chunks ``count`` and later (data a fit has not seen)."""

@@ -4,8 +4,10 @@ Raw EMG with memory: the corrected fit carried chunk by chunk after a session fi
 A session fit (``session_fit``) fits one model to the whole archive: a strength that falls
 during the session is averaged, and the next fit is due only once the data have grown 1.5
 times (on the live bench it did not finish within 15 minutes).  So once a session fit is
-adopted, its result and the information of its corrected objective become a belief
-(``posterior.Belief``), and each new chunk of data moves it as a Kalman filter would:
+done, the session's windows are filtered once more, linearised at the fit, under the
+declared drift (``init``): the belief (``posterior.Belief``) it ends with, the strengths
+at their newest values, is the model adopted, and each new chunk of data moves it as a
+Kalman filter would:
 
 1. the belief widens by the declared drift over the chunk's span (strengths may fatigue);
 2. the chunk's corrected objective Q (``corrected``: the envelope's error removed from the
@@ -46,19 +48,35 @@ class Tracker(typing.NamedTuple):
     mask: np.ndarray            # the coordinates the chunks move (``moves``)
 
 
-def init(prior, hess, z, correction, density, mask, fitted=None):
+def init(prior, z, pieces, drift, correction, density, mask, fitted=None, after=0.0):
     """
-    Return the tracker after a session fit at z.
+    Return the tracker after a session fit at z: the session filtered as chunks are.
 
-    ``prior`` is the fit's prior (a Belief), ``hess`` its objective's Gauss-Newton Hessian
-    at z summed over the windows it fitted, over the coordinates ``fitted`` (default
-    ``mask``; outside them only the prior counts).  The chunks move ``mask``.
+    ``pieces`` are the fitted windows in session order, each (seconds since the one
+    before, hessian, gradient) of its corrected objective Q at z (``normal`` of a chunk);
+    ``after`` the seconds from the last one to the end of the fitted data.  Linearised at
+    z, from ``prior``, each window is absorbed after the belief widened by ``drift`` over
+    the time since the one before, as ``step`` does with chunks.  The fit itself holds
+    every parameter constant over the session, so a strength that fell is fitted at its
+    session average and the lengths lean to make up for it (a 10-minute raw session,
+    strengths falling 20 %: muscle error 3.97 % at the end, two lengths 2.8 and 2.9 sigma
+    off); filtered, the strengths end at their newest values and the lengths are freed
+    of it (2.34 %, none beyond 2 sigma).  With no drift the mean is one Gauss-Newton step
+    from z (none at the fit's optimum) and the information the prior's plus the windows'.
+    Only the coordinates ``fitted`` (default ``mask``) take data; the chunks move ``mask``.
     """
     mask = np.asarray(mask, dtype=bool)
     fitted = mask if fitted is None else np.asarray(fitted, dtype=bool)
     keep = np.outer(fitted, fitted)
-    info = prior.info + np.where(keep, np.asarray(hess, dtype=float), 0.0)
-    belief = posterior.Belief(np.asarray(z, dtype=float).copy(), 0.5 * (info + info.T))
+    z = np.asarray(z, dtype=float)
+    belief = posterior.Belief(np.asarray(prior.mean, dtype=float).copy(), prior.info)
+    for seconds, hess, grad in pieces:
+        belief = posterior.widen(belief, drift, seconds)
+        belief = posterior.absorb(belief, np.where(keep, np.asarray(hess, dtype=float), 0.0),
+                                  np.where(fitted, np.asarray(grad, dtype=float), 0.0), z)
+        if not posterior.usable(belief):
+            break       # the caller finds it unusable and starts no tracker
+    belief = posterior.widen(belief, drift, after)
     return Tracker(belief, np.asarray(correction, dtype=float),
                    np.asarray(density, dtype=float), mask)
 

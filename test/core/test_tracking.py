@@ -26,7 +26,61 @@ def start(rng, truth):
     normal, _ = chunk(rng, truth, rows=200)
     hess, grad = normal(np.zeros(P))
     fit = np.where(MASK, np.linalg.solve(prior.info + hess, -grad), 0.0)
-    return tracking.init(prior, normal(fit)[0], fit, np.zeros(3), np.ones(3), MASK)
+    return tracking.init(prior, fit, [(0.0, *normal(fit))], np.zeros(P), np.zeros(3),
+                         np.ones(3), MASK)
+
+
+def session(rng, truth_at, chunks=60):
+    """
+    Linear chunks of a session whose truth moves (``truth_at(k)``); returns their normal()s.
+
+    The last coordinate's regressor leans on the first's, more so as the session goes on,
+    as a length's sensitivity shares more with a strength's in one part of a motion.
+    """
+    parts = []
+    for k in range(chunks):
+        a = rng.normal(size=(40, P))
+        a[:, -1] += (2.0 * k / chunks - 1.0) * a[:, 0]
+        y = a @ truth_at(k) + rng.normal(0.0, 0.1, 40)
+        parts.append(lambda z, a=a, y=y: (a.T @ a / 0.01, a.T @ (a @ z - y) / 0.01))
+    return parts
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_a_session_filtered_without_drift_is_its_batch_fit(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(0.0, 0.5, P)
+    parts = session(rng, lambda k: truth, chunks=8)
+    prior = posterior.template(P, 1.0)
+    z = rng.normal(0.0, 0.5, P)          # any linearisation point: the data are linear
+    every = np.ones(P, dtype=bool)
+    tracker = tracking.init(prior, z, [(30.0, *normal(z)) for normal in parts], np.zeros(P),
+                            np.zeros(3), np.ones(3), MASK, fitted=every)
+    data = sum(normal(z)[0] for normal in parts)
+    hess = prior.info + data
+    batch = np.linalg.solve(hess, data @ z - sum(normal(z)[1] for normal in parts))
+    assert np.allclose(tracker.belief.mean, batch, atol=1e-9)
+    assert np.allclose(tracker.belief.info, hess)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_a_session_filtered_with_drift_ends_at_the_newest_values(seed):
+    # the first three coordinates fall over the session (fatigue), the last two stand still
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(0.0, 0.5, P)
+    moving = lambda k: truth + np.where(MASK, -0.004 * (k + 1), 0.0)   # noqa: E731
+    parts = session(rng, moving)
+    every = np.ones(P, dtype=bool)
+    ends = {}
+    for name, drift in (('filtered', np.where(MASK, 0.02, 0.0)), ('constant', np.zeros(P))):
+        tracker = tracking.init(posterior.template(P, 1.0), np.zeros(P),
+                                [(30.0, *normal(np.zeros(P))) for normal in parts], drift,
+                                np.zeros(3), np.ones(3), MASK, fitted=every)
+        ends[name] = (tracker.belief.mean - moving(59)) / tracker.belief.std()
+    # the constant fit lands at the session's average, 0.12 above the end, and the still
+    # coordinate that leans on a moving one follows it; filtered, both within 3 sigma
+    assert np.all(np.abs(ends['filtered']) < 3.0)
+    assert np.all(np.abs(ends['constant'][MASK]) > 10.0) and abs(ends['constant'][-1]) > 3.0
 
 
 @pytest.mark.parametrize('seed', SEEDS)
@@ -100,7 +154,7 @@ def test_a_step_minimises_over_the_moved_coordinates_with_the_rest_held(seed):
     rng = np.random.default_rng(seed)
     root = rng.normal(size=(P, P))
     prior = posterior.Belief(rng.normal(0.0, 0.3, P), root @ root.T + np.eye(P))
-    tracker = tracking.init(prior, np.zeros((P, P)), prior.mean, np.zeros(3), np.ones(3),
+    tracker = tracking.init(prior, prior.mean, [], np.zeros(P), np.zeros(3), np.ones(3),
                             MASK, fitted=np.ones(P, dtype=bool))
     normal, (a, y) = chunk(rng, np.zeros(P))
     moved, reason = tracking.step(tracker, normal, np.zeros(P), 5.0)
