@@ -455,19 +455,17 @@ class OnlineIdentifier:
         window too if fewer than ``session_fit.HELD_OUT`` chunks came), its shooting error
         is no worse than the template's and, once a tracker carries the session, not more
         than ``session_fit.TRACKED_MARGIN`` worse than the tracked model as it was when the
-        fit started (``job.tracked``; it had not seen those data either).  A later fit
-        and the tracked model of the same data differed by 0.05-0.3 % on a hold-out window
-        (10-minute raw session, fatigue); refused on that, no later fit was adopted and the
-        lengths stayed where the first one, on 2 minutes of data, left them: muscle error
-        5.34 % at the end against 3.29 % with the later fits.  (Judged against the tracked
-        model now, which has taken the held data in, as while a session fit was a
-        constant-strength average, the same happened.)
-        With memory the session's windows are first filtered at the fit under the declared
-        drift (``tracking.init``): the mean that ends with (strengths at their newest values)
-        is the candidate and the tracker carries on from it, so its belief gives the
-        1-sigma values, and the chunks the fit did not see are tracked next (``track``).
-        Without, the fit is the candidate and its analysis (with the envelope's
-        information) gives them.
+        fit started (``job.tracked``; it had not seen those data either).  A later fit and
+        the tracked model of the same data differed by 0.05-0.3 % on a hold-out window
+        (10-minute raw session, fatigue); refused on any difference, no later fit was
+        adopted and the lengths stayed where the first one (2 minutes of data) left them:
+        muscle error 5.34 % at the end against 3.29 % with the later fits.
+
+        With memory the candidate is the fit filtered over its windows under the declared
+        drift (``tracking.init``; strengths at their newest values): the tracker carries on
+        from it, its belief gives the 1-sigma values, and the chunks the fit did not see are
+        tracked next (``track``).  Without, the candidate is the fit, and its analysis
+        (with the envelope's information) gives them.
         """
         if not isinstance(fitted, SessionFitted):
             fitted = SessionFitted(np.asarray(fitted, dtype=float))
@@ -540,9 +538,8 @@ class OnlineIdentifier:
         if fitted.pieces is None or not job.numbers or not mask.any():
             return None
         span = self.archive.span
-        numbers = (job.numbers[0],) + tuple(job.numbers)
-        pieces = [(span * (k - before), hess, grad)
-                  for before, k, (hess, grad) in zip(numbers, job.numbers, fitted.pieces)]
+        gaps = span * np.diff(job.numbers, prepend=job.numbers[0])
+        pieces = [(gap, hess, grad) for gap, (hess, grad) in zip(gaps, fitted.pieces)]
         try:
             tracker = tracking.init(self.problem.corrected_prior(), fitted.z, pieces,
                                     self.drift, fitted.correction, job.density, mask,
