@@ -40,6 +40,7 @@ import numpy as np
 from torque_values import live_node, local_dds   # this folder (python bench/...); it puts
 #                                                 test/ (sessions: the tests' helpers) on
 #                                                 the path, imported after local_dds()
+import workdir   # this folder
 
 LAST_MODEL_GOAL = 1.5      # % mean muscle error of the last published model (envelope)
 STRENGTH_GOAL = 3.0        # % RMS strength error over the second half (envelope, fatigue)
@@ -148,6 +149,7 @@ def main():
                         help='s of session (default: 600 for envelope, 900 for raw)')
     parser.add_argument('--perturb', type=float, default=0.15, help='hidden subject spread')
     parser.add_argument('--seed', type=int, default=0, help='subject, fatigue and session')
+    parser.add_argument('--keep', action='store_true', help=workdir.KEEP_HELP)
     args = parser.parse_args()
     fatigue = args.emg == 'envelope' if args.fatigue is None else args.fatigue
     duration = DURATION[args.emg] if args.duration is None else args.duration
@@ -227,6 +229,7 @@ def main():
     if not torque <= torque_goal:
         failures.append(f'torque RMSE {torque:.2f} %')
     print('\nGOAL ' + ('MET' if not failures else 'MISSED: ' + '; '.join(failures)))
+    workdir.finish(root, args.keep or bool(failures))
     return 1 if failures else 0
 
 

@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 import psutil
+import workdir   # this folder (python bench/...)
 
 ENCODER_RATE = 1000.0
 EMG_RATE = 1000.0
@@ -189,6 +190,7 @@ def main():
     parser.add_argument('--rig-priority', type=int, default=RIG_PRIORITY,
                         help='SCHED_FIFO priority of the publisher and the echo node where '
                         'the OS allows it, as an encoder driver runs (0: normal)')
+    parser.add_argument('--keep', action='store_true', help=workdir.KEEP_HELP)
     parser.add_argument('--publisher', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--echo', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,7 +239,8 @@ def main():
                          {'identification.period': 1.0, 'model.save_on_update': False,
                           'stale_timeout': 0.1})
     node_proc = start_node(pfile, os.path.join(work, 'node.log'), use_sim_time=False)
-    print('waiting for the node to compile and report ready ...', flush=True)
+    print(f'waiting for the node to compile and report ready (working folder {work}) ...',
+          flush=True)
     if not listener.ready.wait(600):
         sys.exit('node did not become ready')
     proc = psutil.Process(node_proc.pid)
@@ -328,6 +331,7 @@ def main():
     if drops:
         failures.append(f'{drops} samples got no torque (and were not withheld for no EMG)')
     print('\nGOAL ' + ('MET' if not failures else 'MISSED: ' + '; '.join(failures)))
+    workdir.finish(work, args.keep or bool(failures))
     return 1 if failures else 0
 
 

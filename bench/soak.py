@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 import psutil
+import workdir   # this folder (python bench/...)
 
 ENCODER_RATE = 1000.0       # Hz
 EMG_RATE = 2000.0           # Hz
@@ -237,6 +238,7 @@ def parse():
                         help='s of session time before the reference RSS (default 60)')
     parser.add_argument('--every', type=float, default=None,
                         help='s of session time between rows (default 30)')
+    parser.add_argument('--keep', action='store_true', help=workdir.KEEP_HELP)
     parser.add_argument('--quick', action='store_true',
                         help='a short run: 90 s, warm-up 30 s, a row every 10 s')
     args = parser.parse_args()
@@ -471,7 +473,9 @@ def main():
     print(f'node exit code {code}')
     if crashed:
         print(f'CRASH: {crashed}')
-    if crashed or not passed or code != 0:
+    failed = bool(crashed) or not passed or code != 0
+    workdir.finish(work, args.keep or failed)
+    if failed:
         sys.exit(1)
 
 

@@ -32,6 +32,7 @@ import threading
 import time
 
 import numpy as np
+import workdir   # this folder (python bench/...)
 
 # the tests' helpers (test/sessions.py), imported where used: after local_dds()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test'))
@@ -167,6 +168,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--duration', type=float, default=90.0, help='s of session')
     parser.add_argument('--only', default=','.join(SETUPS), help='set-ups to run')
+    parser.add_argument('--keep', action='store_true', help=workdir.KEEP_HELP)
     args = parser.parse_args()
     local_dds()
     from diffmsm_ros import settings
@@ -174,7 +176,7 @@ def main():
     from diffmsm_ros.session import raw_emg, record
     configure()
     root = tempfile.mkdtemp(prefix='diffmsm-torque-')
-    print(f'simulating {args.duration:.0f} s with MuJoCo ...', flush=True)
+    print(f'simulating {args.duration:.0f} s with MuJoCo (in {root}) ...', flush=True)
     truth, session, raw = simulate(root, args.duration)
     truth_path = os.path.join(root, 'truth.yaml')
     mvc = [raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)] * 6
@@ -224,6 +226,7 @@ def main():
               f'(the envelope read with its lag moved back, which no live reading can have):'
               f' {results["raw"]["rmse"] / base:.2f} x')
     print('\nGOAL ' + ('MET' if not failures else 'MISSED: ' + '; '.join(failures)))
+    workdir.finish(root, args.keep or bool(failures))
     return 1 if failures else 0
 
 
