@@ -3,7 +3,7 @@
 import math
 
 from diffmsm_ros import settings
-from diffmsm_ros.identify import offline, session_fit
+from diffmsm_ros.identify import offline, params, session_fit
 from diffmsm_ros.identify.online import OnlineIdentifier, SESSION_OWNED, SessionJob
 from diffmsm_ros.identify.session_fit import SessionArchive
 from diffmsm_ros.session import raw_emg, record
@@ -63,7 +63,17 @@ def feed(ident, recording, excitations, emg_t):
 
 
 @pytest.fixture(scope='module')
-def run(elbow):
+def session(elbow):
+    """Return (truth, Recording, settings values) of the raw-EMG session these tests use."""
+    values = dict(settings.defaults(), **{
+        'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
+        'emg.mvc': [raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)] * 6})
+    truth, recording = raw_session(elbow, SEED, DURATION, PERTURB)
+    return truth, recording, values
+
+
+@pytest.fixture(scope='module')
+def run(elbow, session):
     """
     Replay a session through an identifier that runs due session fits.
 
@@ -71,12 +81,9 @@ def run(elbow):
     the muscles to about 30 %): ``bench/fatigue_live.py --emg raw`` measures it live over
     15 minutes.  Here: that it runs, is checked and takes over.
     """
-    values = dict(settings.defaults(), **{
-        'emg.kind': 'raw', 'emg.sample_rate': record.RAW_RATE,
-        'emg.mvc': [raw_emg.calibrate_mvc(record.RAW_AMPLITUDE, record.RAW_RATE)] * 6})
+    truth, recording, values = session
     config = settings.identify_config(values)
     emg = settings.emg_config(values, elbow.model.muscle_names)
-    truth, recording = raw_session(elbow, SEED, DURATION, PERTURB)
     excitations, emg_t, noise = offline.excitations_from_recording(
         recording, emg, elbow.model.muscle_names, with_noise=True)
     ident = OnlineIdentifier(elbow, config, lowpass=emg.lowpass)
@@ -182,3 +189,61 @@ def test_after_a_session_fit_the_tracker_moves_the_strengths_only(run):
     else:
         assert 'worse than the template' in result.reason
         assert np.array_equal(ident.z, fitted)
+
+
+def identify_offline(elbow, session, monkeypatch, **changes):
+    """
+    Run ``offline.identify_recording`` on the session.
+
+    Returns (SubjectFile, [(result, model z, chunks archived) per history row], identifier).
+    """
+    _, recording, values = session
+    values = dict(values, **changes)
+    monkeypatch.setattr(session_fit, 'FIRST', FIRST)
+    rows, seen = [], []
+
+    def on_update(result, ident):
+        rows.append((result, ident.z.copy(), ident.archive.chunks))
+        seen[:] = [ident]
+
+    sf, _, _ = offline.identify_recording(
+        elbow, recording, settings.identify_config(values),
+        settings.emg_config(values, elbow.model.muscle_names), on_update=on_update)
+    return sf, rows, seen[0]
+
+
+@pytest.mark.slow
+def test_offline_identify_on_raw_emg_ends_with_the_nodes_tracked_model(elbow, session,
+                                                                       monkeypatch):
+    # diffmsm identify runs what the node runs: the session fit when due, decided once
+    # HELD_OUT chunks came after it, then the tracker; the model is the tracked one
+    sf, rows, ident = identify_offline(elbow, session, monkeypatch)
+    fits = [k for k, (result, _, _) in enumerate(rows) if result.session_seconds > 0]
+    assert len(fits) == 1
+    fit, adopted, chunks = rows[fits[0]]
+    span = ident.archive.span
+    assert fit.accepted and FIRST <= fit.session_seconds < FIRST + span
+    assert chunks * span >= fit.session_seconds + session_fit.HELD_OUT * span
+    assert sf.identification['final_fit'] == 'session fits, strengths tracked (raw EMG)'
+    assert sf.identification['session_fits'] == 1
+    assert sf.identification['tracked_chunks'] >= 1
+    # the tracker moved the strengths after the fit, and only them
+    space = ident.problem.space
+    theta = params.values(sf.model, space)
+    at_fit = np.asarray(ident.problem.theta_of(adopted))
+    strengths = space.mask(lambda e: e.field == 'max_isometric_force')
+    assert strengths.sum() == 6
+    assert np.max(np.abs(theta[strengths] / at_fit[strengths] - 1.0)) > 1e-6
+    np.testing.assert_allclose(theta[~strengths], at_fit[~strengths], rtol=1e-9)
+    # with the tracked belief's 1-sigma values
+    std = [v for fields in sf.std['muscles'].values() for v in fields.values()]
+    assert len(std) == 18 and np.all(np.isfinite(std)) and min(std) > 0
+
+
+@pytest.mark.slow
+def test_offline_identify_on_raw_emg_without_memory_fits_the_whole_session_once(
+        elbow, session, monkeypatch):
+    sf, rows, _ = identify_offline(elbow, session, monkeypatch,
+                                   **{'identification.memory': False})
+    assert not any(result.session_seconds > 0 for result, _, _ in rows)
+    assert sf.identification['final_fit'] == 'corrected equation error (raw EMG)'
