@@ -57,7 +57,7 @@ lint: venv
 # every benchmark the README lists; each exits non-zero when its stated goal fails, and the
 # target stops at the first failure (`make -k bench` runs the rest and reports them all)
 BENCHES := identify online_thirty raw_emg protocol protocol_arm latency torque_values \
-	session soak launch_replay cohort
+	session soak launch_replay cohort fatigue_live raw_fatigue raw_offline
 bench: $(addprefix bench-,$(BENCHES))
 bench-protocol_arm: venv
 	$(BIN)/python bench/protocol.py --template arm --spreads 0.1

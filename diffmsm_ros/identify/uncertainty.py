@@ -199,11 +199,17 @@ def analyse(space, z, hess, half_cost, n, prior_std, external_torque=None,
     if weak:
         warnings.append(f'{len(weak)} weakly determined parameter combination(s); '
                         'see weak_directions')
-    if input_info is not None:
+    if input_info is not None and np.any(hess):
         warnings.append(
             'raw EMG: 1-sigma values include the random error of the EMG envelope, which '
             f'widens them up to {envelope.max():.3g} x (median {np.median(envelope):.3g} x) '
             'beyond what the encoders alone would allow')
+    elif input_info is not None:
+        # a carried belief alone (``Problem.analyse_belief``): no encoder-only spread to
+        # compare with
+        warnings.append(
+            'raw EMG: 1-sigma values are what the data leave after the random error of the '
+            'EMG envelope (the corrected fit, carried over the session)')
     if widen.max() > widen_warning:
         warnings.append(
             'residuals correlated in time (an EMG envelope error or a model mismatch): '

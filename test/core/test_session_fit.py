@@ -236,8 +236,17 @@ def test_offline_identify_on_raw_emg_ends_with_the_nodes_tracked_model(elbow, se
     assert np.max(np.abs(theta[strengths] / at_fit[strengths] - 1.0)) > 1e-6
     np.testing.assert_allclose(theta[~strengths], at_fit[~strengths], rtol=1e-9)
     # with the tracked belief's 1-sigma values
-    std = [v for fields in sf.std['muscles'].values() for v in fields.values()]
-    assert len(std) == 18 and np.all(np.isfinite(std)) and min(std) > 0
+    # each 1-sigma at least the tracked belief's (the drift) and the whole session's
+    # analysis (residuals correlated in time, the envelope's error)
+    belief = ident.last_analysis
+    assert any('carried over the session' in w for w in belief.warnings)
+    assert not any('beyond what the encoders alone' in w for w in belief.warnings)
+    std = np.array([sf.std['muscles'][e.name][e.field] for e in space.entries
+                    if e.section == 'muscles'])
+    muscles = space.mask(lambda e: e.section == 'muscles')
+    assert len(std) == 18 and np.all(np.isfinite(std))
+    assert np.all(std >= belief.std[muscles] * (1 - 1e-9))
+    assert any('beyond what the encoders alone' in w for w in sf.identification['warnings'])
 
 
 @pytest.mark.slow
