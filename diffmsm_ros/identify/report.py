@@ -5,9 +5,12 @@ Identification report: PNG plots and a summary table.
   measured state every second (open loop within each second);
 - ``torque.png``: predicted net muscle torque of the template and of the identified model;
 - ``parameters.png``: muscle parameters over the session (% of template) with 1-sigma bands;
+- ``trajectory.csv``: every update over the session (time, outcome, each parameter and
+  its 1-sigma), the numbers behind ``parameters.png``;
 - ``summary.md``: template, identified value, 1-sigma (and truth and error if given).
 """
 
+import csv
 import os
 
 from diffmsm_ros.identify import excitation
@@ -79,6 +82,20 @@ def write_summary(path, rows, notes):
         fh.write('\n'.join(lines) + '\n')
 
 
+def write_trajectory(path, history, space):
+    """Write the history as CSV: one row per update, each parameter and its 1-sigma."""
+    labels = space.labels()
+    with open(path, 'w', encoding='utf-8', newline='') as fh:
+        out = csv.writer(fh)
+        out.writerow(['time_s', 'accepted', 'reason']
+                     + list(labels) + [f'{label} std' for label in labels])
+        for k, when in enumerate(history.time):
+            std = history.std[k]
+            sd = [''] * len(labels) if std is None else [f'{v:.6g}' for v in std]
+            out.writerow([f'{when:.3f}', int(bool(history.accepted[k])), history.reason[k]]
+                         + [f'{v:.6g}' for v in history.theta[k]] + sd)
+
+
 def _save(fig, axes, folder, name):
     """Label the time axis, save the figure as folder/name (PNG) and close it."""
     import matplotlib.pyplot as plt
@@ -142,6 +159,8 @@ def write_report(folder, template_model, model, win, grid, history, space, std, 
         ax.set_ylabel(f'{field}\n(% of template)')
         ax.legend(loc='upper right', fontsize=7, ncol=3)
     paths.append(_save(fig, axes, folder, 'parameters.png'))
+    paths.append(os.path.join(folder, 'trajectory.csv'))
+    write_trajectory(paths[-1], history, space)
 
     theta = np.asarray(space.from_z(space.to_z(_values(model, space))))
     rows = summary_rows(space, ref, theta, std, truth_theta)

@@ -1,5 +1,6 @@
 """The ``diffmsm`` command line run as a user runs it: simulate, identify, errors."""
 
+import csv
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from sessions import muscle_errors, MUSCLE_FIELDS
 
 CLI_SESSION = 20.0        # s
-REPORT_FILES = ('angle.png', 'torque.png', 'parameters.png', 'summary.md')
+REPORT_FILES = ('angle.png', 'torque.png', 'parameters.png', 'trajectory.csv', 'summary.md')
 
 
 def diffmsm(*args, timeout=600):
@@ -42,6 +43,24 @@ def test_cli_simulate_then_identify(tmp_path, elbow):
     summary = (report / 'summary.md').read_text()
     assert 'error_percent' in summary
     assert all(f'{m}.{f}' in summary for m in elbow.model.muscle_names for f in MUSCLE_FIELDS)
+    # the trajectory: updates in time order, the online model moving from the template to
+    # the truth (the last accepted row is closer than the template, every 1-sigma positive)
+    with open(report / 'trajectory.csv', encoding='utf-8') as fh:
+        rows = list(csv.DictReader(fh))
+    times = np.array([float(r['time_s']) for r in rows])
+    assert len(rows) >= 4 and np.all(np.diff(times) > 0) and times[-1] <= CLI_SESSION
+    last = [r for r in rows if r['accepted'] == '1'][-1]
+    labels = [(m, f) for m in elbow.model.muscle_names for f in MUSCLE_FIELDS]
+
+    def off(value, m, f):
+        k = truth.model.muscle_names.index(m)
+        true = float(np.asarray(getattr(truth.model.muscles, f))[k])
+        return abs(value / true - 1.0)
+    template = [off(float(np.asarray(getattr(elbow.model.muscles, f))[
+        elbow.model.muscle_names.index(m)]), m, f) for m, f in labels]
+    tracked = [off(float(last[f'{m}.{f}']), m, f) for m, f in labels]
+    assert np.mean(tracked) < 0.5 * np.mean(template), (np.mean(tracked), np.mean(template))
+    assert all(float(last[f'{m}.{f} std']) > 0 for m, f in labels)
 
 
 @pytest.mark.slow
