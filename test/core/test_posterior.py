@@ -152,21 +152,26 @@ def test_consistency_statistic_has_the_mean_and_spread_it_claims(seed):
     info = root @ root.T
     cov = np.linalg.inv(info)
     a = rng.normal(size=(8, size)) * 0.7      # 8 rows: information of every size
-    stats, claims = [], set()
+    stats, claims, chances = [], set(), []
     for _ in range(draws):
         belief = posterior.Belief(rng.multivariate_normal(truth, cov), info)
         y = a @ truth + rng.normal(size=8)
         z_lin = rng.normal(size=size)
         check = posterior.consistency(belief, a.T @ a, a.T @ (a @ z_lin - y), z_lin)
         stats.append(check.statistic)
+        chances.append(check.p_value())
         claims.add((round(check.expected, 9), round(check.spread, 9)))
-        assert check.disagrees() == (check.statistic > check.expected + 3 * check.spread)
+        assert check.disagrees() == (check.p_value() < posterior.LET_GO_P)
     (expected, spread), = claims               # they depend on the informations only
     assert abs(np.mean(stats) - expected) < 4 * spread / np.sqrt(draws)
     assert abs(np.std(stats) / spread - 1.0) < 0.1
-    # a right belief is left alone nearly always (beyond 3 spreads: a chi-square tail)
-    kept = np.mean([s <= expected + 3 * spread for s in stats])
-    assert kept > 0.97, kept
+    # the chance it claims is about right where it can be counted (5 % and 1 % of draws:
+    # binomial 1-sigma 0.35 and 0.16 points) ...
+    chances = np.asarray(chances)
+    assert 0.035 < np.mean(chances < 0.05) < 0.065, np.mean(chances < 0.05)
+    assert 0.004 < np.mean(chances < 0.01) < 0.016, np.mean(chances < 0.01)
+    # ... and a right belief is let go of at most a few times in 4000 (0.4 expected)
+    assert np.sum(chances < posterior.LET_GO_P) <= 3
 
 
 @pytest.mark.parametrize('seed', SEEDS)
