@@ -39,9 +39,9 @@ from scipy import special
 # The chance below which new data are taken to contradict the belief (``Consistency``).
 # It is checked after every update, about 200 times in 15 minutes (800 in an hour): at
 # 1e-4 a right belief is let go of about once in 50 such sessions.  Three spreads above
-# the mean, the rule before, is a chance of 2e-3 to 2e-2 for the statistics of a long
-# session (a few dominant terms), several false alarms per session, and each one lets the
-# newest chunk move the model along a direction it had pinned down.
+# the mean, the rule before, was a chance of 2e-3 to 5e-3 for the statistics of a
+# 15-minute session (2e-2 where one term dominates): false alarms in every long session,
+# each letting the newest chunk move the model along a direction it had pinned down.
 LET_GO_P = 1e-4
 
 
